@@ -1,0 +1,80 @@
+//! The `authgate dev` demo upstream: an app that knows nothing about login and shows which
+//! identity headers the gateway forwarded to it.
+
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::localhttp::{self, Reply};
+
+const SHOWN: &[&str] = &[
+    "x-user-id",
+    "x-user-email",
+    "x-user-nickname",
+    "x-user-provider",
+    "x-request-id",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub async fn serve(listener: TcpListener) {
+    localhttp::serve(listener, |req| async move {
+        let seen: Vec<(&str, String)> = SHOWN
+            .iter()
+            .filter_map(|name| {
+                req.headers()
+                    .get(*name)
+                    .map(|v| (*name, String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            })
+            .collect();
+        let html = req
+            .headers()
+            .get("accept")
+            .is_some_and(|a| a.to_str().unwrap_or("").contains("text/html"));
+        if html {
+            page(req.uri().path(), &seen)
+        } else {
+            let headers: serde_json::Map<String, serde_json::Value> = seen
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            localhttp::json(
+                200,
+                &json!({"app": "demo", "path": req.uri().path(), "headers": headers}),
+            )
+        }
+    })
+    .await
+}
+
+fn page(path: &str, seen: &[(&str, String)]) -> Reply {
+    let rows: String = seen
+        .iter()
+        .map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v)))
+        .collect();
+    let who = seen
+        .iter()
+        .find(|(k, _)| *k == "x-user-id")
+        .map(|(_, v)| format!("Signed in as user <b>{}</b>.", escape(v)))
+        .unwrap_or_else(|| {
+            "Not signed in: this route is public, so no X-User-* headers arrived.".into()
+        });
+    localhttp::reply(
+        200,
+        "text/html; charset=utf-8",
+        format!(
+            "<!doctype html><html><head><meta charset=utf-8><title>authgate demo app</title>\
+             <style>body{{font-family:sans-serif;max-width:48em;margin:2em auto}}th{{text-align:left;padding-right:1em}}</style>\
+             </head><body><h1>Demo upstream app</h1><p>Path <code>{}</code>. {who}</p>\
+             <p>Headers the gateway forwarded:</p><table>{rows}</table></body></html>",
+            escape(path)
+        ),
+    )
+}

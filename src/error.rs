@@ -1,0 +1,144 @@
+//! Every error the gateway answers itself, and the one place its status, public code and public
+//! message are chosen. Messages are generic on purpose: the cause (which claim, which backend
+//! address) goes to the log only, never into a response.
+
+use crate::routes::TargetError;
+use crate::tokens::jwt::TokenError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("bad request target: {0}")]
+    BadTarget(#[from] TargetError),
+    #[error("malformed request: {0}")]
+    BadRequest(String),
+    #[error("the client closed the connection")]
+    ClientGone,
+    #[error("no route matches")]
+    NoRoute,
+    #[error("{0}")]
+    Token(#[from] TokenError),
+    #[error("no healthy backend in upstream {0}")]
+    NoHealthyBackend(String),
+    #[error("upstream connection failed: {0}")]
+    UpstreamFailed(String),
+    #[error("upstream timed out: {0}")]
+    UpstreamTimeout(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What the client sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: &'static str,
+    /// `WWW-Authenticate` for 401s (RFC 6750: no error code when no credentials were sent).
+    pub www_authenticate: Option<&'static str>,
+}
+
+impl GatewayError {
+    pub fn public(&self) -> PublicError {
+        let (status, code, message) = match self {
+            GatewayError::BadTarget(_) | GatewayError::BadRequest(_) | GatewayError::ClientGone => {
+                (400, "BAD_REQUEST", "The request is malformed or ambiguous.")
+            }
+            GatewayError::NoRoute => (404, "NOT_FOUND", "No route matches this request."),
+            GatewayError::Token(t) => match t {
+                TokenError::Missing => (401, "UNAUTHORIZED", "Authentication is required."),
+                TokenError::Expired => (401, "TOKEN_EXPIRED", "The access token has expired."),
+                TokenError::Revoked(_) => {
+                    (401, "TOKEN_REVOKED", "The access token has been revoked.")
+                }
+                TokenError::Multiple | TokenError::NotBearer | TokenError::Invalid(_) => {
+                    (401, "INVALID_TOKEN", "The access token is invalid.")
+                }
+            },
+            GatewayError::NoHealthyBackend(_) => (
+                503,
+                "UPSTREAM_UNAVAILABLE",
+                "The service is temporarily unavailable.",
+            ),
+            GatewayError::UpstreamFailed(_) => (
+                502,
+                "UPSTREAM_UNAVAILABLE",
+                "The service is temporarily unavailable.",
+            ),
+            GatewayError::UpstreamTimeout(_) => (
+                504,
+                "UPSTREAM_TIMEOUT",
+                "The service did not answer in time.",
+            ),
+            GatewayError::Internal(_) => (500, "INTERNAL_ERROR", "An internal error occurred."),
+        };
+        let www_authenticate = match self {
+            GatewayError::Token(TokenError::Missing) => Some("Bearer realm=\"authgate\""),
+            GatewayError::Token(_) => Some("Bearer realm=\"authgate\", error=\"invalid_token\""),
+            _ => None,
+        };
+        PublicError {
+            status,
+            code,
+            message,
+            www_authenticate,
+        }
+    }
+}
+
+impl PublicError {
+    /// The seed's `{error, message}` JSON body.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({"error": self.code, "message": self.message}))
+            .expect("static strings serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_codes() {
+        let cases: Vec<(GatewayError, u16, &str)> = vec![
+            (TargetError::Fragment.into(), 400, "BAD_REQUEST"),
+            (GatewayError::NoRoute, 404, "NOT_FOUND"),
+            (TokenError::Missing.into(), 401, "UNAUTHORIZED"),
+            (TokenError::Multiple.into(), 401, "INVALID_TOKEN"),
+            (TokenError::Expired.into(), 401, "TOKEN_EXPIRED"),
+            (TokenError::Revoked("j".into()).into(), 401, "TOKEN_REVOKED"),
+            (
+                GatewayError::NoHealthyBackend("app".into()),
+                503,
+                "UPSTREAM_UNAVAILABLE",
+            ),
+            (
+                GatewayError::UpstreamFailed("10.0.0.1:80 refused".into()),
+                502,
+                "UPSTREAM_UNAVAILABLE",
+            ),
+            (
+                GatewayError::UpstreamTimeout("x".into()),
+                504,
+                "UPSTREAM_TIMEOUT",
+            ),
+        ];
+        for (e, status, code) in cases {
+            let p = e.public();
+            assert_eq!((p.status, p.code), (status, code), "{e}");
+            let body: serde_json::Value = serde_json::from_slice(&p.body()).unwrap();
+            assert_eq!(body["error"], code);
+            assert!(!String::from_utf8(p.body()).unwrap().contains("10.0.0.1"));
+        }
+        assert_eq!(
+            GatewayError::from(TokenError::Missing)
+                .public()
+                .www_authenticate,
+            Some("Bearer realm=\"authgate\"")
+        );
+        assert!(GatewayError::from(TokenError::Expired)
+            .public()
+            .www_authenticate
+            .unwrap()
+            .contains("invalid_token"));
+    }
+}

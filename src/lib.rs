@@ -1,0 +1,34 @@
+//! authgate: a reverse-proxy authentication gateway on Pingora.
+//!
+//! It verifies bearer JWTs on every request, strips identity headers a client tries to forge,
+//! and forwards authenticated requests to upstream apps with trusted `X-User-*` headers.
+//!
+//! # Layout
+//! ```text
+//! main.rs        CLI (clap): run | check | dev; the only place that uses anyhow for output
+//! config.rs      config.toml + seed env vars -> validated Config; every problem at once
+//! error.rs       GatewayError -> (status, public code, message): the one place statuses are chosen
+//! server.rs      builds the Pingora server: proxy, health checks, drain watcher, admin listener
+//! proxy.rs       impl ProxyHttp: the request pipeline; the only module that touches Session
+//! routes.rs      request-target checks + host/prefix/method routing; pure
+//! identity.rs    which headers are stripped and injected, X-Forwarded-*, request ids; pure
+//! tokens/        jwt.rs (issue/verify access tokens), revocation.rs (moka set of revoked jtis)
+//! upstreams.rs   one Pingora LoadBalancer per upstream group, health checks, peer timeouts
+//! admin.rs       /healthz and /readyz on the admin listener
+//! localhttp.rs   tiny hyper servers on the application runtime (admin, demo)
+//! demo.rs        the `authgate dev` demo upstream that shows the headers it received
+//! ```
+//! Dependencies point one way: `main -> server -> proxy -> {routes, identity, tokens, upstreams,
+//! error} -> config`. Only `server.rs`, `proxy.rs` and `upstreams.rs` name Pingora types.
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod identity;
+pub mod localhttp;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod tokens;
+pub mod upstreams;

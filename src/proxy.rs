@@ -1,0 +1,403 @@
+//! The request pipeline: the only module that touches Pingora's `Session`.
+//!
+//! ```text
+//!  request_filter ─ 1 target check ── 400 BAD_REQUEST
+//!        │          2 route          ── 404 NOT_FOUND
+//!        │          3 bearer token   ── 401 (or 302 to login for browser GETs on redirect routes)
+//!  upstream_peer ── 5 round-robin over healthy backends ── 503 when none
+//!  upstream_request_filter ─ 4 strip forgeable headers, inject X-User-*, X-Request-Id, X-Forwarded-*
+//!  fail_to_connect ── retry idempotent requests on another backend
+//!  fail_to_proxy ──── 502 / 504 as JSON, never naming a backend
+//!  response_filter ── echo X-Request-Id
+//! ```
+//! Every answer the gateway writes itself goes through [`write_json`]: JSON, `Content-Length`,
+//! `Cache-Control: no-store`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ipnet::IpNet;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use pingora::upstreams::peer::Peer;
+use pingora::ErrorType;
+
+use crate::config::{AuthMode, OnUnauthenticated};
+use crate::error::{GatewayError, PublicError};
+use crate::identity::{self, HeaderRules};
+use crate::routes::{check_target, Router};
+use crate::tokens::jwt::{AccessClaims, TokenError, Verifier};
+use crate::upstreams::Upstream;
+
+/// Everything the pipeline needs, built once at start-up and shared by all workers.
+pub struct Gateway {
+    pub router: Router,
+    pub upstreams: Vec<Arc<Upstream>>,
+    pub verifier: Verifier,
+    pub headers: HeaderRules,
+    pub trusted_proxies: Vec<IpNet>,
+    /// Where `on_unauthenticated = "redirect"` sends browsers.
+    pub login_path: String,
+}
+
+/// Per-request state carried between the hooks.
+#[derive(Default)]
+pub struct RequestCtx {
+    /// Index into `Gateway::router.routes()`.
+    route: Option<usize>,
+    /// Set only after the token verified.
+    claims: Option<AccessClaims>,
+    request_id: String,
+    /// An error chosen by our own hooks, so `fail_to_proxy` answers it rather than guessing
+    /// from Pingora's error type.
+    failure: Option<GatewayError>,
+    /// Backends whose connect failed for this request, so a retry goes elsewhere.
+    tried: Vec<SocketAddr>,
+}
+
+impl Gateway {
+    fn peer_ip(session: &Session) -> Option<IpAddr> {
+        session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+    }
+
+    /// Steps 1–3; `Err` is answered by the caller.
+    fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+        let req = session.req_header();
+        // Pingora drops a `#fragment` before it stores the target, so look at the raw request line.
+        if let Some(h1) = session.as_http1() {
+            let raw = h1.get_headers_raw_bytes();
+            let line_end = raw.iter().position(|&b| b == b'\n').unwrap_or(raw.len());
+            if raw[..line_end].contains(&b'#') {
+                return Err(crate::routes::TargetError::Fragment.into());
+            }
+        }
+        let path = check_target(req.raw_path())?;
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.host());
+        let (index, route) = self
+            .router
+            .find(host, path, &req.method)
+            .ok_or(GatewayError::NoRoute)?;
+        ctx.route = Some(index);
+        if route.auth == AuthMode::Public {
+            return Ok(());
+        }
+        let values = req
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes());
+        match Verifier::bearer(values)? {
+            None if route.auth == AuthMode::Optional => Ok(()),
+            None => Err(TokenError::Missing.into()),
+            Some(token) => {
+                ctx.claims = Some(self.verifier.verify(token)?);
+                Ok(())
+            }
+        }
+    }
+
+    fn wants_redirect(&self, session: &Session, ctx: &RequestCtx) -> bool {
+        let Some(route) = ctx.route.map(|i| &self.router.routes()[i]) else {
+            return false;
+        };
+        let req = session.req_header();
+        route.on_unauthenticated == OnUnauthenticated::Redirect
+            && req.method == http::Method::GET
+            && req.headers.get(http::header::ACCEPT).is_some_and(|a| {
+                a.as_bytes()
+                    .windows(9)
+                    .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+            })
+    }
+
+    fn login_location(&self, session: &Session) -> String {
+        let target = String::from_utf8_lossy(session.req_header().raw_path());
+        let mut next = String::with_capacity(target.len() + 8);
+        for b in target.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+                next.push(b as char);
+            } else {
+                next.push_str(&format!("%{b:02X}"));
+            }
+        }
+        format!("{}?next={next}", self.login_path)
+    }
+}
+
+/// Writes a complete local response; every gateway-written answer goes through here.
+async fn write_json(
+    session: &mut Session,
+    status: u16,
+    body: Vec<u8>,
+    request_id: &str,
+    extra: &[(&'static str, &str)],
+) -> Result<()> {
+    let mut h = ResponseHeader::build(status, Some(6 + extra.len()))?;
+    h.insert_header("content-type", "application/json")?;
+    h.insert_header("content-length", body.len().to_string())?;
+    h.insert_header("cache-control", "no-store")?;
+    if !request_id.is_empty() {
+        h.insert_header("x-request-id", request_id)?;
+    }
+    for (k, v) in extra {
+        h.insert_header(*k, *v)?;
+    }
+    session.write_response_header(Box::new(h), false).await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await?;
+    Ok(())
+}
+
+async fn answer_error(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    err: &GatewayError,
+) -> Result<PublicError> {
+    let public = err.public();
+    let mut extra = Vec::new();
+    if let Some(w) = public.www_authenticate {
+        extra.push(("www-authenticate", w));
+    }
+    write_json(
+        session,
+        public.status,
+        public.body(),
+        &ctx.request_id,
+        &extra,
+    )
+    .await?;
+    Ok(public)
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.request_id = match session.req_header().headers.get("x-request-id") {
+            Some(v)
+                if identity::is_acceptable_request_id(v.as_bytes())
+                    && session
+                        .req_header()
+                        .headers
+                        .get_all("x-request-id")
+                        .iter()
+                        .count()
+                        == 1 =>
+            {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
+            _ => identity::new_request_id(),
+        };
+        let Err(err) = self.admit(session, ctx) else {
+            return Ok(false);
+        };
+        tracing::info!(request_id = %ctx.request_id, error = %err, "refused");
+        if matches!(err, GatewayError::Token(_)) && self.wants_redirect(session, ctx) {
+            let location = self.login_location(session);
+            write_json(
+                session,
+                302,
+                b"{}".to_vec(),
+                &ctx.request_id,
+                &[("location", &location)],
+            )
+            .await?;
+            return Ok(true);
+        }
+        answer_error(session, ctx, &err).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let route = &self.router.routes()[ctx.route.expect("request_filter routed")];
+        let upstream = &self.upstreams[route.upstream_index];
+        match upstream.select(&ctx.tried) {
+            Some(peer) => Ok(Box::new(peer)),
+            None => {
+                let err = if ctx.tried.is_empty() {
+                    GatewayError::NoHealthyBackend(upstream.name.clone())
+                } else {
+                    GatewayError::UpstreamFailed(format!(
+                        "every backend of {} refused",
+                        upstream.name
+                    ))
+                };
+                let status = err.public().status;
+                ctx.failure = Some(err);
+                Err(Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    "no backend to try",
+                ))
+            }
+        }
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(addr) = peer.address().as_inet() {
+            ctx.tried.push(*addr);
+        }
+        let route = &self.router.routes()[ctx.route.expect("routed")];
+        let more = ctx.tried.len() < self.upstreams[route.upstream_index].backend_count();
+        // A request that was never sent is safe to resend, but only idempotent methods are
+        // retried so a half-understood failure never doubles a write.
+        e.set_retry(more && session.req_header().method.is_idempotent());
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let forged: Vec<http::HeaderName> = up
+            .headers
+            .keys()
+            .filter(|n| self.headers.is_forgeable(n.as_str()))
+            .cloned()
+            .collect();
+        for name in &forged {
+            up.remove_header(name);
+        }
+        if let Some(c) = &ctx.claims {
+            let h = &self.headers;
+            up.insert_header(h.user_id.clone(), c.sub.as_str())?;
+            for (name, value) in [
+                (&h.email, &c.email),
+                (&h.nickname, &c.nickname),
+                (&h.provider, &c.provider),
+            ] {
+                if let Some(v) = value {
+                    // A claim that cannot be a header value (control characters) is left out
+                    // rather than failing the request; the other identity headers still go.
+                    if let Ok(v) = http::HeaderValue::from_bytes(v.as_bytes()) {
+                        up.insert_header(name.clone(), v)?;
+                    }
+                }
+            }
+        }
+        up.insert_header("x-request-id", ctx.request_id.as_str())?;
+
+        let peer = Self::peer_ip(session);
+        if let Some(peer) = peer {
+            let existing: Vec<u8> = {
+                let mut all = up.headers.get_all("x-forwarded-for").iter();
+                match (all.next(), all.next()) {
+                    (Some(one), None) => one.as_bytes().to_vec(),
+                    (Some(first), Some(second)) => {
+                        let mut v = [first.as_bytes(), second.as_bytes()].join(&b", "[..]);
+                        for more in all {
+                            v.extend_from_slice(b", ");
+                            v.extend_from_slice(more.as_bytes());
+                        }
+                        v
+                    }
+                    _ => Vec::new(),
+                }
+            };
+            let xff = identity::forwarded_for(
+                peer,
+                (!existing.is_empty()).then_some(&existing[..]),
+                &self.trusted_proxies,
+            );
+            up.insert_header("x-forwarded-for", xff)?;
+            let proto = identity::forwarded_proto(
+                peer,
+                up.headers.get("x-forwarded-proto").map(|v| v.as_bytes()),
+                &self.trusted_proxies,
+            );
+            up.insert_header("x-forwarded-proto", proto)?;
+            if !identity::is_trusted(peer, &self.trusted_proxies) {
+                up.remove_header("forwarded");
+                up.remove_header("x-real-ip");
+            }
+        }
+        match up.headers.get(http::header::HOST).cloned() {
+            Some(host) => {
+                up.insert_header("x-forwarded-host", host)?;
+            }
+            None => {
+                up.remove_header("x-forwarded-host");
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let err = ctx.failure.take().unwrap_or_else(|| classify(e));
+        tracing::warn!(request_id = %ctx.request_id, error = %err, cause = %e, "proxy failure");
+        let code = match err {
+            // The client went away or sent garbage mid-body; nothing useful can be written.
+            GatewayError::ClientGone => 0,
+            _ => match answer_error(session, ctx, &err).await {
+                Ok(p) => p.status,
+                Err(_) => 0,
+            },
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+}
+
+/// Maps a Pingora error that our hooks did not choose to the public error.
+fn classify(e: &Error) -> GatewayError {
+    use pingora::ErrorSource;
+    let what = format!("{:?}", e.etype());
+    match (e.esource(), e.etype()) {
+        (_, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout)
+            if matches!(e.esource(), ErrorSource::Upstream) =>
+        {
+            GatewayError::UpstreamTimeout(what)
+        }
+        (ErrorSource::Upstream, _) => GatewayError::UpstreamFailed(what),
+        (
+            ErrorSource::Downstream,
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+        ) => GatewayError::ClientGone,
+        (ErrorSource::Downstream, _) => GatewayError::BadRequest(what),
+        _ => GatewayError::Internal(what),
+    }
+}

@@ -1,0 +1,119 @@
+//! Assembles the Pingora server from a validated [`Config`]: the proxy service on the public
+//! listener, one health-check service per upstream, the drain watcher, and the admin listener on
+//! the application runtime.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+
+use crate::admin::{self, Readiness};
+use crate::config::Config;
+use crate::identity::HeaderRules;
+use crate::proxy::Gateway;
+use crate::routes::Router;
+use crate::tokens::jwt::Verifier;
+use crate::tokens::revocation::Revocations;
+use crate::upstreams::Upstream;
+
+/// The runtime for everything that is not a Pingora service (admin and demo listeners, and the
+/// store and HTTP clients later). Pingora gives each service its own runtime, and I/O objects
+/// must live on a runtime that outlives them, so they all live here.
+pub fn app_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("authgate-app")
+        .enable_all()
+        .build()
+}
+
+/// Flips readiness to "draining" when Pingora broadcasts the graceful shutdown.
+struct DrainWatch(Arc<Readiness>);
+
+#[async_trait]
+impl BackgroundService for DrainWatch {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+        self.0.draining.store(true, Ordering::Relaxed);
+        tracing::info!("draining: readiness now reports 503");
+    }
+}
+
+/// Runs the gateway until SIGTERM (graceful, drains for `grace_period_seconds`) or SIGINT.
+pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    // Fail with a clear message rather than a Pingora panic when the port is taken.
+    std::net::TcpListener::bind(config.server.listen)
+        .with_context(|| format!("cannot listen on server.listen = {}", config.server.listen))?;
+    let admin_listener = app
+        .block_on(tokio::net::TcpListener::bind(config.server.admin_listen))
+        .with_context(|| {
+            format!(
+                "cannot listen on server.admin_listen = {}",
+                config.server.admin_listen
+            )
+        })?;
+
+    let grace = config.server.grace_period_seconds;
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(grace.clamp(1, 5)),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut upstreams = Vec::new();
+    for u in &config.upstreams {
+        let (upstream, health) =
+            Upstream::build(u).with_context(|| format!("upstream {}", u.name))?;
+        server.add_service(health);
+        upstreams.push(upstream);
+    }
+    let router = Router::new(&config.routes, |name| {
+        config
+            .upstreams
+            .iter()
+            .position(|u| u.name == name)
+            .expect("config checked upstream names")
+    });
+    let revocations = Arc::new(Revocations::new());
+    let gateway = Gateway {
+        router,
+        upstreams: upstreams.clone(),
+        verifier: Verifier::new(&config.jwt, revocations),
+        headers: HeaderRules::new(&config.identity),
+        trusted_proxies: config.server.trusted_proxies.clone(),
+        login_path: config.auth.login_path(),
+    };
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "authgate");
+    proxy.add_tcp(&config.server.listen.to_string());
+    server.add_service(proxy);
+
+    let readiness = Arc::new(Readiness::new(upstreams));
+    server.add_service(background_service(
+        "drain watch",
+        DrainWatch(readiness.clone()),
+    ));
+    app.spawn(admin::serve(admin_listener, readiness));
+
+    tracing::info!(
+        listen = %config.server.listen,
+        admin = %config.server.admin_listen,
+        routes = config.routes.len(),
+        upstreams = config.upstreams.len(),
+        "authgate starting"
+    );
+    server.run(RunArgs::default());
+    tracing::info!("authgate stopped");
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! Verifying access tokens: one configured algorithm and key, every required claim, and the
+//! revocation set. Issuing arrives with the login routes.
+
+use std::sync::Arc;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{DecodingKey, Validation};
+use serde::Deserialize;
+
+use super::revocation::Revocations;
+use crate::config::JwtConfig;
+
+/// Who an access token is issued for.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub user_id: i64,
+    pub username: String,
+    pub email: Option<String>,
+    pub nickname: Option<String>,
+    pub provider: String,
+}
+
+/// Signs access tokens with the configured key; the claim set is the seed's plus `sub`, `jti`,
+/// `iss`, `aud`.
+pub struct Issuer {
+    key: jsonwebtoken::EncodingKey,
+    header: jsonwebtoken::Header,
+    issuer: String,
+    audience: String,
+    ttl_seconds: i64,
+}
+
+impl Issuer {
+    pub fn new(cfg: &JwtConfig) -> Issuer {
+        let keys = cfg.keys.as_ref().expect("validated config has keys");
+        Issuer {
+            key: keys.encoding.clone(),
+            header: jsonwebtoken::Header::new(cfg.algorithm.to_jsonwebtoken()),
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+            ttl_seconds: cfg.access_ttl_minutes as i64 * 60,
+        }
+    }
+
+    /// Returns the token and its `exp`.
+    pub fn issue_access(
+        &self,
+        who: &Subject,
+    ) -> Result<(String, i64), jsonwebtoken::errors::Error> {
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let exp = now + self.ttl_seconds;
+        let jti = format!("{:032x}", rand::random::<u128>());
+        let claims = serde_json::json!({
+            "sub": who.user_id.to_string(),
+            "user_id": who.user_id,
+            "username": who.username,
+            "email": who.email,
+            "nickname": who.nickname,
+            "provider": who.provider,
+            "type": "access",
+            "jti": jti,
+            "iat": now,
+            "exp": exp,
+            "iss": self.issuer,
+            "aud": self.audience,
+        });
+        Ok((jsonwebtoken::encode(&self.header, &claims, &self.key)?, exp))
+    }
+}
+
+/// The claims the gateway needs from a verified access token. `iss`, `aud`, `exp` and `nbf` are
+/// checked by `jsonwebtoken` itself.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct AccessClaims {
+    pub sub: String,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(rename = "type")]
+    pub token_type: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub nickname: Option<String>,
+    #[serde(default)]
+    pub provider: Option<String>,
+}
+
+/// Why a bearer token was refused. Messages name what was wrong for the log; the public reply
+/// only carries the code (see `error.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("more than one Authorization header")]
+    Multiple,
+    #[error("Authorization is not a Bearer token")]
+    NotBearer,
+    #[error("token expired")]
+    Expired,
+    #[error("token revoked (jti {0})")]
+    Revoked(String),
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+    revocations: Arc<Revocations>,
+}
+
+impl Verifier {
+    pub fn new(cfg: &JwtConfig, revocations: Arc<Revocations>) -> Verifier {
+        let keys = cfg.keys.as_ref().expect("validated config has keys");
+        let mut validation = Validation::new(cfg.algorithm.to_jsonwebtoken());
+        validation.leeway = cfg.leeway_seconds;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&cfg.issuer]);
+        validation.set_audience(&[&cfg.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        Verifier {
+            key: keys.decoding.clone(),
+            validation,
+            revocations,
+        }
+    }
+
+    /// Extracts the bearer token from all `Authorization` header values of a request.
+    pub fn bearer<'a>(
+        values: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<Option<&'a str>, TokenError> {
+        let mut values = values;
+        let Some(first) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(TokenError::Multiple);
+        }
+        let text = std::str::from_utf8(first).map_err(|_| TokenError::NotBearer)?;
+        let (scheme, token) = text.split_once(' ').ok_or(TokenError::NotBearer)?;
+        let token = token.trim();
+        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
+            return Err(TokenError::NotBearer);
+        }
+        Ok(Some(token))
+    }
+
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.key, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                other => TokenError::Invalid(format!("{other:?}")),
+            })?;
+        let claims = data.claims;
+        if claims.token_type != "access" {
+            return Err(TokenError::Invalid(format!(
+                "type is {:?}, not \"access\"",
+                claims.token_type
+            )));
+        }
+        if claims.jti.is_empty() || claims.sub.is_empty() {
+            return Err(TokenError::Invalid("empty sub or jti".into()));
+        }
+        if self.revocations.is_revoked(&claims.jti) {
+            return Err(TokenError::Revoked(claims.jti));
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, JwtAlgorithm};
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+    fn verifier() -> Verifier {
+        let text = format!(
+            "[jwt]\nsecret = \"{SECRET}\"\n[[upstreams]]\nname=\"a\"\naddrs=[\"127.0.0.1:1\"]\n\
+             [[routes]]\nname=\"r\"\npath_prefix=\"/\"\nupstream=\"a\"\n"
+        );
+        let cfg = Config::parse(&text, std::path::Path::new("."), &|_| None).unwrap();
+        assert_eq!(cfg.jwt.algorithm, JwtAlgorithm::HS256);
+        Verifier::new(&cfg.jwt, Arc::new(Revocations::new()))
+    }
+
+    fn now() -> i64 {
+        jsonwebtoken::get_current_timestamp() as i64
+    }
+
+    fn claims() -> serde_json::Value {
+        json!({"sub": "7", "jti": "j1", "iat": now(), "exp": now() + 600, "iss": "authgate",
+               "aud": "authgate", "type": "access", "email": "a@b.c", "nickname": "n", "provider": "kakao"})
+    }
+
+    fn sign(alg: jsonwebtoken::Algorithm, c: &serde_json::Value) -> String {
+        encode(
+            &Header::new(alg),
+            c,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_good_token_yields_its_claims() {
+        let v = verifier();
+        let c = v
+            .verify(&sign(jsonwebtoken::Algorithm::HS256, &claims()))
+            .unwrap();
+        assert_eq!(
+            (c.sub.as_str(), c.email.as_deref(), c.provider.as_deref()),
+            ("7", Some("a@b.c"), Some("kakao"))
+        );
+    }
+
+    #[test]
+    fn every_claim_rule_is_enforced() {
+        let v = verifier();
+        let hs = jsonwebtoken::Algorithm::HS256;
+        let with = |k: &str, val: serde_json::Value| {
+            let mut c = claims();
+            c[k] = val;
+            c
+        };
+        let without = |k: &str| {
+            let mut c = claims();
+            c.as_object_mut().unwrap().remove(k);
+            c
+        };
+        assert_eq!(
+            v.verify(&sign(hs, &with("exp", json!(now() - 120)))),
+            Err(TokenError::Expired)
+        );
+        // Within leeway is still fine.
+        assert!(v.verify(&sign(hs, &with("exp", json!(now() - 5)))).is_ok());
+        for bad in [
+            with("nbf", json!(now() + 600)),
+            with("iss", json!("someone-else")),
+            with("aud", json!("other-app")),
+            with("type", json!("refresh")),
+            without("jti"),
+            without("sub"),
+            without("iat"),
+            without("exp"),
+            without("iss"),
+            without("aud"),
+            without("type"),
+        ] {
+            assert!(
+                matches!(v.verify(&sign(hs, &bad)), Err(TokenError::Invalid(_))),
+                "{bad}"
+            );
+        }
+        // Another HMAC size with the same secret: the header never chooses the algorithm.
+        assert!(matches!(
+            v.verify(&sign(jsonwebtoken::Algorithm::HS384, &claims())),
+            Err(TokenError::Invalid(_))
+        ));
+        // alg "none", unsigned.
+        use base64::Engine;
+        let b64 = |v: &serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let none = format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "typ": "JWT"})),
+            b64(&claims())
+        );
+        assert!(matches!(v.verify(&none), Err(TokenError::Invalid(_))));
+        // Tampered payload.
+        let good = sign(hs, &claims());
+        let mut parts: Vec<&str> = good.split('.').collect();
+        let forged = b64(&with("sub", json!("1")));
+        parts[1] = &forged;
+        assert!(matches!(
+            v.verify(&parts.join(".")),
+            Err(TokenError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn issued_tokens_verify() {
+        let text = format!(
+            "[jwt]\nsecret = \"{SECRET}\"\n[[upstreams]]\nname=\"a\"\naddrs=[\"127.0.0.1:1\"]\n\
+             [[routes]]\nname=\"r\"\npath_prefix=\"/\"\nupstream=\"a\"\n"
+        );
+        let cfg = Config::parse(&text, std::path::Path::new("."), &|_| None).unwrap();
+        let who = Subject {
+            user_id: 42,
+            username: "kakao_42".into(),
+            email: None,
+            nickname: Some("n".into()),
+            provider: "kakao".into(),
+        };
+        let (token, exp) = Issuer::new(&cfg.jwt).issue_access(&who).unwrap();
+        let c = verifier().verify(&token).unwrap();
+        assert_eq!(
+            (c.sub.as_str(), c.exp, c.email, c.nickname.as_deref()),
+            ("42", exp, None, Some("n"))
+        );
+    }
+
+    #[test]
+    fn revoked_tokens_are_refused() {
+        let v = verifier();
+        v.revocations.revoke("j1", now() + 600);
+        assert_eq!(
+            v.verify(&sign(jsonwebtoken::Algorithm::HS256, &claims())),
+            Err(TokenError::Revoked("j1".into()))
+        );
+    }
+
+    #[test]
+    fn bearer_extraction() {
+        let one = |v: &'static str| Verifier::bearer([v.as_bytes()].into_iter());
+        assert_eq!(Verifier::bearer(std::iter::empty()), Ok(None));
+        assert_eq!(one("Bearer abc"), Ok(Some("abc")));
+        assert_eq!(one("bearer abc"), Ok(Some("abc")));
+        assert_eq!(one("Basic abc"), Err(TokenError::NotBearer));
+        assert_eq!(one("Bearer"), Err(TokenError::NotBearer));
+        assert_eq!(one("Bearer a b"), Err(TokenError::NotBearer));
+        assert_eq!(
+            Verifier::bearer([b"Bearer a".as_slice(), b"Bearer a"].into_iter()),
+            Err(TokenError::Multiple)
+        );
+    }
+}

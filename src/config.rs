@@ -859,7 +859,7 @@ impl<'t> Sec<'t> {
                 p.push(self.problem(
                     k,
                     render(&self.t[k]),
-                    format!("unknown key{hint} known keys here: {}", known.join(", ")),
+                    format!("unknown key{hint}; known keys here: {}", known.join(", ")),
                 ));
             }
         }

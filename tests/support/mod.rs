@@ -1,0 +1,393 @@
+//! Test support: the real `authgate` binary on free loopback ports, real HTTP upstreams that
+//! record exactly what reaches them, a raw HTTP/1.1 client that sends targets and header lines
+//! byte for byte, and token minting with `jsonwebtoken`.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_authgate")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream that records requests
+
+/// One request as the upstream received it: header names in the case they arrived.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// Every value of a header, matched case-insensitively.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+
+    pub fn one(&self, name: &str) -> Option<&str> {
+        let all = self.all(name);
+        assert!(all.len() <= 1, "{name} arrived {} times: {all:?}", all.len());
+        all.first().copied()
+    }
+}
+
+/// A real HTTP/1.1 server on a free port. It answers `200 {"upstream": name, "target": ...}`,
+/// waits `x-test-delay-ms` first when asked, and tunnels bytes back after a `101` for upgrades.
+pub struct Upstream {
+    pub name: String,
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: JoinHandle<()>,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Upstream {
+    pub async fn start(name: &str) -> Upstream {
+        Self::start_on(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_on(name: &str, addr: SocketAddr) -> Upstream {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (n, s) = (name.to_string(), seen.clone());
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let c = conns.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let conn = tokio::spawn(serve_conn(stream, n.clone(), s.clone()));
+                c.lock().unwrap().push(conn.abort_handle());
+            }
+        });
+        Upstream { name: name.into(), addr, seen, task, conns }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen().pop().expect("the upstream received nothing")
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Closes the listener and every open connection: the backend is gone.
+    pub fn stop(&self) {
+        self.task.abort();
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn serve_conn(mut stream: TcpStream, name: String, seen: Arc<Mutex<Vec<Seen>>>) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(head_end) = read_head(&mut stream, &mut buf).await else { return };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let mut request_line = lines.next().unwrap_or("").split(' ');
+        let method = request_line.next().unwrap_or("").to_string();
+        let target = request_line.next().unwrap_or("").to_string();
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| l.split_once(':').map(|(k, v)| (k.to_string(), v.trim().to_string())))
+            .collect();
+        let header = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+        let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        buf.drain(..head_end + 4);
+        while buf.len() < len {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body: Vec<u8> = buf.drain(..len).collect();
+        let upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+        let delay = header("x-test-delay-ms").and_then(|v| v.parse().ok()).unwrap_or(0u64);
+        seen.lock().unwrap().push(Seen { method: method.clone(), target: target.clone(), headers, body });
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if upgrade {
+            let _ = stream
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                .await;
+            let (mut r, mut w) = stream.into_split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+            return;
+        }
+        let body = json!({"upstream": name, "target": target}).to_string();
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(resp.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(i);
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway process
+
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Gateway {
+    /// Starts `authgate run` with `[server]` filled in (free ports, one thread, short grace) and
+    /// `rest` (jwt, upstreams, routes) as given. `{secret}` in `rest` is replaced by [`SECRET`].
+    pub async fn start(rest: &str) -> Gateway {
+        Self::start_with(rest, "grace_period_seconds = 1").await
+    }
+
+    pub async fn start_with(rest: &str, server_extra: &str) -> Gateway {
+        for _attempt in 0..3 {
+            let (addr, admin) = (free_addr(), free_addr());
+            let text = format!(
+                "[server]\nlisten = \"{addr}\"\nadmin_listen = \"{admin}\"\nthreads = 1\n{server_extra}\n{}",
+                rest.replace("{secret}", SECRET)
+            );
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = dir.path().join("config.toml");
+            std::fs::write(&cfg, text).unwrap();
+            let log = dir.path().join("authgate.log");
+            let child = Command::new(bin())
+                .args(["run", "-c"])
+                .arg(&cfg)
+                .env_remove("JWT_SECRET_KEY")
+                .env("AUTHGATE_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let mut gw = Gateway { addr, admin, child, dir, log };
+            if gw.wait_ready().await {
+                return gw;
+            }
+            // A port taken between choosing and binding: try other ports.
+            eprintln!("gateway did not start, retrying:\n{}", gw.log());
+        }
+        panic!("authgate did not start three times");
+    }
+
+    async fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            let admin_up = raw(self.admin, &get("/healthz", &[])).await.status == 200;
+            if admin_up && TcpStream::connect(self.addr).await.is_ok() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn send(&self, request: &str) -> RawResponse {
+        raw(self.addr, request).await
+    }
+
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+        raw(self.addr, &get(path, headers)).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> RawResponse {
+        raw(self.admin, &get(path, &[])).await
+    }
+
+    pub fn sigterm(&self) {
+        // SAFETY-free: `kill` is a separate process.
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw HTTP/1.1 client
+
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The contract for every answer the gateway writes itself.
+    pub fn assert_gateway_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.json()["error"], code, "{self:?}");
+        assert!(self.json()["message"].is_string());
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        assert_eq!(self.header("content-length"), Some(self.body.len().to_string().as_str()));
+        assert_eq!(self.header("cache-control"), Some("no-store"));
+    }
+}
+
+/// A GET with `Host` and `Connection: close`; extra header lines are sent exactly as given.
+pub fn get(path: &str, headers: &[(&str, &str)]) -> String {
+    request("GET", path, headers, "")
+}
+
+pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        r.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    r.push_str("\r\n");
+    r.push_str(body);
+    r
+}
+
+/// Sends raw bytes and reads the whole response (the server closes after it).
+pub async fn raw(addr: SocketAddr, request: &str) -> RawResponse {
+    let fut = async {
+        let Ok(mut s) = TcpStream::connect(addr).await else {
+            return RawResponse { status: 0, headers: vec![], body: vec![] };
+        };
+        s.write_all(request.as_bytes()).await.unwrap();
+        // Read until the head and a Content-Length body are complete, or until EOF.
+        let mut buf = Vec::new();
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let r = parse_response(&buf);
+                let len = r.header("content-length").and_then(|v| v.parse::<usize>().ok());
+                if len.is_some_and(|len| buf.len() >= end + 4 + len) {
+                    return r;
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return parse_response(&buf),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), fut).await.expect("response within 30 s")
+}
+
+pub fn parse_response(buf: &[u8]) -> RawResponse {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return RawResponse { status: 0, headers: vec![], body: buf.to_vec() };
+    };
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.to_string(), v.trim().to_string())))
+        .collect();
+    let mut body = buf[end + 4..].to_vec();
+    if let Some(len) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse::<usize>().ok()) {
+        body.truncate(len);
+    }
+    RawResponse { status, headers, body }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// The claims authgate issues, for user 42.
+pub fn claims() -> Value {
+    json!({
+        "sub": "42", "user_id": 42, "username": "kakao_42", "email": "user42@example.com",
+        "nickname": "Forty Two", "provider": "kakao", "type": "access",
+        "jti": format!("jti-{}", rand::random::<u64>()), "iat": now(), "exp": now() + 600,
+        "iss": "authgate", "aud": "authgate"
+    })
+}
+
+pub fn hs256(claims: &Value) -> String {
+    sign(jsonwebtoken::Algorithm::HS256, claims, &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()))
+}
+
+pub fn sign(alg: jsonwebtoken::Algorithm, claims: &Value, key: &jsonwebtoken::EncodingKey) -> String {
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), claims, key).unwrap()
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}

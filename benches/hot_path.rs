@@ -58,12 +58,30 @@ fn hot_path(c: &mut Criterion) {
     c.bench_function("check_target + route", |b| {
         b.iter(|| {
             let path = check_target(black_box(b"/api/orders/123?expand=items")).unwrap();
-            black_box(router.find(Some("gateway.example"), path, &http::Method::GET).unwrap().0)
+            black_box(
+                router
+                    .find(Some("gateway.example"), path, &http::Method::GET)
+                    .unwrap()
+                    .0,
+            )
         })
     });
-    let names = ["host", "user-agent", "accept", "authorization", "x-request-id", "cookie", "x_user_id"];
+    let names = [
+        "host",
+        "user-agent",
+        "accept",
+        "authorization",
+        "x-request-id",
+        "cookie",
+        "x_user_id",
+    ];
     c.bench_function("forged header scan (7 headers)", |b| {
-        b.iter(|| names.iter().filter(|n| rules.is_forgeable(black_box(n))).count())
+        b.iter(|| {
+            names
+                .iter()
+                .filter(|n| rules.is_forgeable(black_box(n)))
+                .count()
+        })
     });
     c.bench_function("verify HS256 + revocation lookup", |b| {
         b.iter(|| black_box(verifier.verify(black_box(&token)).unwrap().exp))

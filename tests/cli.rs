@@ -9,13 +9,26 @@ use support::*;
 
 fn check(text: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
-    for f in ["rs256-2048.pem", "rs256-1024-too-small.pem", "ed25519.pem", "rs256-2048.pub.pem"] {
+    for f in [
+        "rs256-2048.pem",
+        "rs256-1024-too-small.pem",
+        "ed25519.pem",
+        "rs256-2048.pub.pem",
+    ] {
         std::fs::copy(fixture(f), dir.path().join(f)).unwrap();
     }
     let cfg = dir.path().join("config.toml");
     std::fs::write(&cfg, text).unwrap();
-    let out = Command::new(bin()).args(["check", "-c"]).arg(&cfg).env_remove("JWT_SECRET_KEY").output().unwrap();
-    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .env_remove("JWT_SECRET_KEY")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -72,22 +85,46 @@ fn check_accepts_a_valid_file_and_the_shipped_config_with_a_secret_from_the_envi
     assert!(out.contains("OK"));
 
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
-    let without = Command::new(bin()).args(["check", "-c"]).arg(&shipped).env_remove("JWT_SECRET_KEY").output().unwrap();
-    assert_eq!(without.status.code(), Some(2), "the placeholder secret must be refused");
-    assert!(String::from_utf8_lossy(&without.stdout).contains("jwt.secret = (the shipped placeholder)"));
+    let without = Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&shipped)
+        .env_remove("JWT_SECRET_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(
+        without.status.code(),
+        Some(2),
+        "the placeholder secret must be refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&without.stdout).contains("jwt.secret = (the shipped placeholder)")
+    );
     let with = Command::new(bin())
         .args(["check", "-c"])
         .arg(&shipped)
-        .env("JWT_SECRET_KEY", "a-real-secret-from-the-environment-0123456789")
+        .env(
+            "JWT_SECRET_KEY",
+            "a-real-secret-from-the-environment-0123456789",
+        )
         .output()
         .unwrap();
-    assert_eq!(with.status.code(), Some(0), "{}", String::from_utf8_lossy(&with.stdout));
+    assert_eq!(
+        with.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&with.stdout)
+    );
 }
 
 #[test]
 fn run_refuses_to_start_with_the_placeholder_secret() {
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
-    let out = Command::new(bin()).args(["run", "-c"]).arg(&shipped).env_remove("JWT_SECRET_KEY").output().unwrap();
+    let out = Command::new(bin())
+        .args(["run", "-c"])
+        .arg(&shipped)
+        .env_remove("JWT_SECRET_KEY")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to start"));
 }
@@ -102,10 +139,16 @@ fn small_rsa_keys_and_missing_key_files_are_refused() {
     };
     let (code, out) = check(&rsa("rs256-1024-too-small.pem"));
     assert_eq!(code, 2);
-    assert!(out.contains("1024-bit RSA") && out.contains("at least 2048 bits"), "{out}");
+    assert!(
+        out.contains("1024-bit RSA") && out.contains("at least 2048 bits"),
+        "{out}"
+    );
     let (code, out) = check(&rsa("nope.pem"));
     assert_eq!(code, 2);
-    assert!(out.contains("jwt.private_key_file = \"nope.pem\": cannot read"), "{out}");
+    assert!(
+        out.contains("jwt.private_key_file = \"nope.pem\": cannot read"),
+        "{out}"
+    );
     let (code, out) = check(&rsa("ed25519.pem"));
     assert_eq!(code, 2, "an Ed25519 key is not an RSA key: {out}");
     assert_eq!(check(&rsa("rs256-2048.pem")).0, 0);
@@ -115,7 +158,10 @@ fn small_rsa_keys_and_missing_key_files_are_refused() {
 fn version_is_printed() {
     let out = Command::new(bin()).arg("--version").output().unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("authgate {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("authgate {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 fn pem_gateway_config(alg: &str, key: &str, up: &Upstream) -> String {
@@ -131,16 +177,26 @@ fn pem_gateway_config(alg: &str, key: &str, up: &Upstream) -> String {
 async fn rs256_gateway_accepts_its_key_and_refuses_algorithm_confusion() {
     let up = Upstream::start("app").await;
     let gw = Gateway::start(&pem_gateway_config("RS256", "rs256-2048.pem", &up)).await;
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(fixture("rs256-2048.pem")).unwrap()).unwrap();
+    let key =
+        jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(fixture("rs256-2048.pem")).unwrap())
+            .unwrap();
     let good = sign(jsonwebtoken::Algorithm::RS256, &claims(), &key);
     let r = gw.get("/api/x", &[("Authorization", &bearer(&good))]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(up.last().one("X-User-Id"), Some("42"));
     // The classic confusion: an HS256 token whose HMAC key is the public key PEM.
     let public_pem = std::fs::read(fixture("rs256-2048.pub.pem")).unwrap();
-    let confused = sign(jsonwebtoken::Algorithm::HS256, &claims(), &jsonwebtoken::EncodingKey::from_secret(&public_pem));
-    gw.get("/api/x", &[("Authorization", &bearer(&confused))]).await.assert_gateway_error(401, "INVALID_TOKEN");
-    gw.get("/api/x", &[("Authorization", &bearer(&hs256(&claims())))]).await.assert_gateway_error(401, "INVALID_TOKEN");
+    let confused = sign(
+        jsonwebtoken::Algorithm::HS256,
+        &claims(),
+        &jsonwebtoken::EncodingKey::from_secret(&public_pem),
+    );
+    gw.get("/api/x", &[("Authorization", &bearer(&confused))])
+        .await
+        .assert_gateway_error(401, "INVALID_TOKEN");
+    gw.get("/api/x", &[("Authorization", &bearer(&hs256(&claims())))])
+        .await
+        .assert_gateway_error(401, "INVALID_TOKEN");
     assert_eq!(up.count(), 1);
 }
 
@@ -148,8 +204,17 @@ async fn rs256_gateway_accepts_its_key_and_refuses_algorithm_confusion() {
 async fn eddsa_gateway_verifies_ed25519_tokens() {
     let up = Upstream::start("app").await;
     let gw = Gateway::start(&pem_gateway_config("EdDSA", "ed25519.pem", &up)).await;
-    let key = jsonwebtoken::EncodingKey::from_ed_pem(&std::fs::read(fixture("ed25519.pem")).unwrap()).unwrap();
+    let key =
+        jsonwebtoken::EncodingKey::from_ed_pem(&std::fs::read(fixture("ed25519.pem")).unwrap())
+            .unwrap();
     let good = sign(jsonwebtoken::Algorithm::EdDSA, &claims(), &key);
-    assert_eq!(gw.get("/api/x", &[("Authorization", &bearer(&good))]).await.status, 200);
-    gw.get("/api/x", &[("Authorization", &bearer(&hs256(&claims())))]).await.assert_gateway_error(401, "INVALID_TOKEN");
+    assert_eq!(
+        gw.get("/api/x", &[("Authorization", &bearer(&good))])
+            .await
+            .status,
+        200
+    );
+    gw.get("/api/x", &[("Authorization", &bearer(&hs256(&claims())))])
+        .await
+        .assert_gateway_error(401, "INVALID_TOKEN");
 }

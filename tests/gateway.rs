@@ -65,20 +65,39 @@ async fn setup() -> (Gateway, Upstream, Upstream) {
     (gw, app, admin)
 }
 
-const IDENTITY: [&str; 4] = ["X-User-Id", "X-User-Email", "X-User-Nickname", "X-User-Provider"];
+const IDENTITY: [&str; 4] = [
+    "X-User-Id",
+    "X-User-Email",
+    "X-User-Nickname",
+    "X-User-Provider",
+];
 
 #[tokio::test]
 async fn public_route_is_forwarded_without_a_token_and_forged_identity_is_stripped() {
     let (gw, app, _) = setup().await;
     let r = gw
-        .get("/api/public/items?x=1", &[("X-User-Id", "1"), ("X-Auth-Request-Email", "boss@corp"), ("X-Original-URL", "/api/admin")])
+        .get(
+            "/api/public/items?x=1",
+            &[
+                ("X-User-Id", "1"),
+                ("X-Auth-Request-Email", "boss@corp"),
+                ("X-Original-URL", "/api/admin"),
+            ],
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["upstream"], "app");
     let seen = app.last();
     assert_eq!(seen.target, "/api/public/items?x=1");
-    for h in IDENTITY.iter().chain(&["X-Auth-Request-Email", "X-Original-URL"]) {
-        assert!(seen.all(h).is_empty(), "{h} reached the upstream: {:?}", seen.headers);
+    for h in IDENTITY
+        .iter()
+        .chain(&["X-Auth-Request-Email", "X-Original-URL"])
+    {
+        assert!(
+            seen.all(h).is_empty(),
+            "{h} reached the upstream: {:?}",
+            seen.headers
+        );
     }
     assert!(seen.one("X-Request-Id").is_some());
     assert_eq!(seen.one("X-Forwarded-For"), Some("127.0.0.1"));
@@ -92,16 +111,31 @@ async fn protected_route_needs_a_valid_token() {
 
     let r = gw.get("/api/orders", &[]).await;
     r.assert_gateway_error(401, "UNAUTHORIZED");
-    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"authgate\""));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"authgate\"")
+    );
 
-    let r = gw.get("/api/orders", &[("Authorization", "Bearer not.a.jwt")]).await;
+    let r = gw
+        .get("/api/orders", &[("Authorization", "Bearer not.a.jwt")])
+        .await;
     r.assert_gateway_error(401, "INVALID_TOKEN");
-    assert!(r.header("www-authenticate").unwrap().contains("error=\"invalid_token\""));
-    let r = gw.get("/api/orders", &[("Authorization", "Basic dXNlcjpwYXNz")]).await;
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains("error=\"invalid_token\""));
+    let r = gw
+        .get("/api/orders", &[("Authorization", "Basic dXNlcjpwYXNz")])
+        .await;
     r.assert_gateway_error(401, "INVALID_TOKEN");
     assert_eq!(app.count(), 0, "a refused request reached the upstream");
 
-    let r = gw.get("/api/orders", &[("Authorization", &bearer(&hs256(&claims())))]).await;
+    let r = gw
+        .get(
+            "/api/orders",
+            &[("Authorization", &bearer(&hs256(&claims())))],
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(app.count(), 1);
 }
@@ -134,7 +168,11 @@ async fn upstream_sees_exactly_one_verified_copy_of_each_identity_header() {
         ("X-User-Nickname", "Forty Two"),
         ("X-User-Provider", "kakao"),
     ] {
-        let values: Vec<&str> = seen.all(name).into_iter().chain(seen.all(&name.replace('-', "_"))).collect();
+        let values: Vec<&str> = seen
+            .all(name)
+            .into_iter()
+            .chain(seen.all(&name.replace('-', "_")))
+            .collect();
         assert_eq!(values, vec![expected], "{name}: {:?}", seen.headers);
     }
     assert!(seen.all("X-User-Role").is_empty());
@@ -157,10 +195,22 @@ async fn every_kind_of_bad_token_is_refused_before_the_upstream() {
         c
     };
     use base64::Engine;
-    let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    let alg_none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims()));
-    let hs384 = sign(jsonwebtoken::Algorithm::HS384, &claims(), &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()));
-    let rsa_key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(fixture("rs256-2048.pem")).unwrap()).unwrap();
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let alg_none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&claims())
+    );
+    let hs384 = sign(
+        jsonwebtoken::Algorithm::HS384,
+        &claims(),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    );
+    let rsa_key =
+        jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(fixture("rs256-2048.pem")).unwrap())
+            .unwrap();
     let rs256 = sign(jsonwebtoken::Algorithm::RS256, &claims(), &rsa_key);
     let other_secret = sign(
         jsonwebtoken::Algorithm::HS256,
@@ -173,23 +223,55 @@ async fn every_kind_of_bad_token_is_refused_before_the_upstream() {
         ("HS384", hs384, "INVALID_TOKEN"),
         ("RS256", rs256, "INVALID_TOKEN"),
         ("other secret", other_secret, "INVALID_TOKEN"),
-        ("expired", hs256(&with("exp", json!(now() - 3600))), "TOKEN_EXPIRED"),
-        ("future nbf", hs256(&with("nbf", json!(now() + 3600))), "INVALID_TOKEN"),
-        ("wrong iss", hs256(&with("iss", json!("evil"))), "INVALID_TOKEN"),
-        ("wrong aud", hs256(&with("aud", json!("other-app"))), "INVALID_TOKEN"),
-        ("refresh type", hs256(&with("type", json!("refresh"))), "INVALID_TOKEN"),
+        (
+            "expired",
+            hs256(&with("exp", json!(now() - 3600))),
+            "TOKEN_EXPIRED",
+        ),
+        (
+            "future nbf",
+            hs256(&with("nbf", json!(now() + 3600))),
+            "INVALID_TOKEN",
+        ),
+        (
+            "wrong iss",
+            hs256(&with("iss", json!("evil"))),
+            "INVALID_TOKEN",
+        ),
+        (
+            "wrong aud",
+            hs256(&with("aud", json!("other-app"))),
+            "INVALID_TOKEN",
+        ),
+        (
+            "refresh type",
+            hs256(&with("type", json!("refresh"))),
+            "INVALID_TOKEN",
+        ),
         ("missing jti", hs256(&without("jti")), "INVALID_TOKEN"),
         ("missing sub", hs256(&without("sub")), "INVALID_TOKEN"),
     ];
     for (what, token, code) in &cases {
-        let r = gw.get("/api/orders", &[("Authorization", &bearer(token))]).await;
+        let r = gw
+            .get("/api/orders", &[("Authorization", &bearer(token))])
+            .await;
         assert_eq!(r.status, 401, "{what}: {}", r.text());
         r.assert_gateway_error(401, code);
     }
     let good = bearer(&hs256(&claims()));
-    let r = gw.get("/api/orders", &[("Authorization", &good), ("Authorization", &good)]).await;
+    let r = gw
+        .get(
+            "/api/orders",
+            &[("Authorization", &good), ("Authorization", &good)],
+        )
+        .await;
     r.assert_gateway_error(401, "INVALID_TOKEN");
-    assert_eq!(app.count(), 0, "a refused token reached the upstream: {:?}", app.seen());
+    assert_eq!(
+        app.count(),
+        0,
+        "a refused token reached the upstream: {:?}",
+        app.seen()
+    );
 }
 
 #[tokio::test]
@@ -198,10 +280,14 @@ async fn optional_routes_forward_anonymous_requests_but_refuse_bad_tokens() {
     let r = gw.get("/maybe", &[("X-User-Id", "7")]).await;
     assert_eq!(r.status, 200);
     assert!(app.last().all("X-User-Id").is_empty());
-    let r = gw.get("/maybe", &[("Authorization", &bearer(&hs256(&claims())))]).await;
+    let r = gw
+        .get("/maybe", &[("Authorization", &bearer(&hs256(&claims())))])
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(app.last().one("X-User-Id"), Some("42"));
-    let r = gw.get("/maybe", &[("Authorization", "Bearer garbage")]).await;
+    let r = gw
+        .get("/maybe", &[("Authorization", "Bearer garbage")])
+        .await;
     r.assert_gateway_error(401, "INVALID_TOKEN");
     assert_eq!(app.count(), 2);
 }
@@ -209,13 +295,30 @@ async fn optional_routes_forward_anonymous_requests_but_refuse_bad_tokens() {
 #[tokio::test]
 async fn browsers_are_redirected_to_login_and_api_clients_get_401() {
     let (gw, app, _) = setup().await;
-    let r = gw.get("/web/dashboard?tab=1", &[("Accept", "text/html,application/xhtml+xml")]).await;
+    let r = gw
+        .get(
+            "/web/dashboard?tab=1",
+            &[("Accept", "text/html,application/xhtml+xml")],
+        )
+        .await;
     assert_eq!(r.status, 302, "{}", r.text());
-    assert_eq!(r.header("location"), Some("/api/auth/kakao/login?next=/web/dashboard%3Ftab%3D1"));
+    assert_eq!(
+        r.header("location"),
+        Some("/api/auth/kakao/login?next=/web/dashboard%3Ftab%3D1")
+    );
     assert_eq!(r.header("cache-control"), Some("no-store"));
-    let r = gw.get("/web/dashboard", &[("Accept", "application/json")]).await;
+    let r = gw
+        .get("/web/dashboard", &[("Accept", "application/json")])
+        .await;
     r.assert_gateway_error(401, "UNAUTHORIZED");
-    let r = gw.send(&request("POST", "/web/form", &[("Accept", "text/html")], "")).await;
+    let r = gw
+        .send(&request(
+            "POST",
+            "/web/form",
+            &[("Accept", "text/html")],
+            "",
+        ))
+        .await;
     r.assert_gateway_error(401, "UNAUTHORIZED");
     assert_eq!(app.count(), 0);
 }
@@ -248,9 +351,17 @@ async fn ambiguous_targets_get_400_and_never_reach_the_upstream() {
         r.assert_gateway_error(400, "BAD_REQUEST");
     }
     // A raw control character in the request line.
-    let r = gw.send("GET /api/public/a\x01b HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n\r\n").await;
+    let r = gw
+        .send("GET /api/public/a\x01b HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n\r\n")
+        .await;
     assert!(r.status == 400, "{r:?}");
-    assert_eq!(app.count() + admin.count(), 0, "app saw {:?}, admin saw {:?}", app.seen(), admin.seen());
+    assert_eq!(
+        app.count() + admin.count(),
+        0,
+        "app saw {:?}, admin saw {:?}",
+        app.seen(),
+        admin.seen()
+    );
     // The query never takes part, and may hold what the path may not.
     let r = gw.get("/api/public/x?redirect=../../a;b", &[]).await;
     assert_eq!(r.status, 200);
@@ -266,9 +377,15 @@ async fn unknown_paths_and_methods_get_404_json() {
         app.addr
     ))
     .await;
-    gw.get("/other", &[]).await.assert_gateway_error(404, "NOT_FOUND");
-    gw.get("/apix", &[]).await.assert_gateway_error(404, "NOT_FOUND");
-    gw.send(&request("DELETE", "/api/x", &[], "")).await.assert_gateway_error(404, "NOT_FOUND");
+    gw.get("/other", &[])
+        .await
+        .assert_gateway_error(404, "NOT_FOUND");
+    gw.get("/apix", &[])
+        .await
+        .assert_gateway_error(404, "NOT_FOUND");
+    gw.send(&request("DELETE", "/api/x", &[], ""))
+        .await
+        .assert_gateway_error(404, "NOT_FOUND");
     assert_eq!(gw.get("/api/x", &[]).await.status, 200);
     assert_eq!(app.count(), 1);
 }
@@ -313,19 +430,31 @@ async fn requests_are_spread_round_robin_over_backends() {
         names.push(r.json()["upstream"].as_str().unwrap().to_string());
     }
     assert_eq!((a.count(), b.count()), (3, 3), "{names:?}");
-    assert!(names.windows(2).all(|w| w[0] != w[1]), "not alternating: {names:?}");
+    assert!(
+        names.windows(2).all(|w| w[0] != w[1]),
+        "not alternating: {names:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_refusing_backend_is_retried_for_idempotent_methods_only() {
     let (good, bad) = (Upstream::start("good").await, Upstream::start("bad").await);
     // Health checks are slow here so the stopped backend still looks healthy.
-    let gw = Gateway::start(&one_upstream(&[good.addr, bad.addr], "health_check_interval_ms = 3600000")).await;
+    let gw = Gateway::start(&one_upstream(
+        &[good.addr, bad.addr],
+        "health_check_interval_ms = 3600000",
+    ))
+    .await;
     bad.stop();
     tokio::time::sleep(Duration::from_millis(100)).await;
     for _ in 0..4 {
         let r = gw.get("/x", &[]).await;
-        assert_eq!(r.status, 200, "GET should be retried on the good backend: {}", r.text());
+        assert_eq!(
+            r.status,
+            200,
+            "GET should be retried on the good backend: {}",
+            r.text()
+        );
         assert_eq!(r.json()["upstream"], "good");
     }
     let mut statuses = Vec::new();
@@ -337,7 +466,10 @@ async fn a_refusing_backend_is_retried_for_idempotent_methods_only() {
             assert!(!r.text().contains("127.0.0.1"), "{}", r.text());
         }
     }
-    assert!(statuses.contains(&502), "a POST to the refusing backend must not be retried: {statuses:?}");
+    assert!(
+        statuses.contains(&502),
+        "a POST to the refusing backend must not be retried: {statuses:?}"
+    );
     assert!(statuses.contains(&200), "{statuses:?}");
 }
 
@@ -367,7 +499,10 @@ async fn upstream_down_gives_502_then_503_once_health_checks_notice() {
     }
     let ready = gw.admin_get("/readyz").await;
     assert_eq!(ready.status, 503);
-    assert_eq!(ready.json()["upstreams_without_healthy_backend"], json!(["app"]));
+    assert_eq!(
+        ready.json()["upstreams_without_healthy_backend"],
+        json!(["app"])
+    );
     // It comes back by itself.
     let _up = Upstream::start_on("app", up.addr).await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -382,7 +517,9 @@ async fn upstream_down_gives_502_then_503_once_health_checks_notice() {
 async fn a_hung_upstream_gives_504() {
     let (gw, app, _) = setup().await;
     let started = Instant::now();
-    let r = gw.get("/api/public/slow", &[("x-test-delay-ms", "20000")]).await;
+    let r = gw
+        .get("/api/public/slow", &[("x-test-delay-ms", "20000")])
+        .await;
     r.assert_gateway_error(504, "UPSTREAM_TIMEOUT");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(app.count(), 1);
@@ -394,14 +531,22 @@ async fn request_ids_are_kept_when_well_formed_and_echoed() {
     let r = gw.get("/api/public", &[("X-Request-Id", "abc-123")]).await;
     assert_eq!(r.header("x-request-id"), Some("abc-123"));
     assert_eq!(app.last().one("X-Request-Id"), Some("abc-123"));
-    let r = gw.get("/api/public", &[("X-Request-Id", "<script>alert(1)</script>")]).await;
+    let r = gw
+        .get(
+            "/api/public",
+            &[("X-Request-Id", "<script>alert(1)</script>")],
+        )
+        .await;
     let id = r.header("x-request-id").unwrap().to_string();
     assert_eq!(id.len(), 32);
     assert_eq!(app.last().one("X-Request-Id"), Some(id.as_str()));
     let r = gw.get("/nowhere-but-root-route-is-public", &[]).await;
     assert_eq!(r.status, 200);
     let r = gw.get("/api/orders", &[]).await;
-    assert!(r.header("x-request-id").is_some(), "errors carry the id too");
+    assert!(
+        r.header("x-request-id").is_some(),
+        "errors carry the id too"
+    );
 }
 
 #[tokio::test]
@@ -416,12 +561,18 @@ async fn websocket_upgrades_pass_through_on_authenticated_routes() {
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let head = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     s.write_all(b"hello through the tunnel").await.unwrap();
     let mut echoed = vec![0u8; 24];
-    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut echoed)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&echoed, b"hello through the tunnel");
     assert_eq!(app.last().one("X-User-Id"), Some("42"));
 
@@ -438,7 +589,8 @@ async fn sigterm_drains_in_flight_requests_and_turns_readiness_off() {
     let gw = Gateway::start_with(&one_upstream(&[up.addr], ""), "grace_period_seconds = 3").await;
     assert_eq!(gw.admin_get("/readyz").await.status, 200);
     let addr = gw.addr;
-    let in_flight = tokio::spawn(async move { raw(addr, &get("/slow", &[("x-test-delay-ms", "1500")])).await });
+    let in_flight =
+        tokio::spawn(async move { raw(addr, &get("/slow", &[("x-test-delay-ms", "1500")])).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sent = Instant::now();
     gw.sigterm();
@@ -449,7 +601,10 @@ async fn sigterm_drains_in_flight_requests_and_turns_readiness_off() {
             assert_eq!(r.json()["status"], "draining");
             break;
         }
-        assert!(Instant::now() < deadline, "readiness never turned 503: {r:?}");
+        assert!(
+            Instant::now() < deadline,
+            "readiness never turned 503: {r:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let r = in_flight.await.unwrap();
@@ -460,9 +615,16 @@ async fn sigterm_drains_in_flight_requests_and_turns_readiness_off() {
         if let Some(status) = gw.child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "still running 15 s after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "still running 15 s after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "{status:?}\n{}", gw.log());
-    assert!(sent.elapsed() < Duration::from_secs(3 + 5 + 2), "took {:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() < Duration::from_secs(3 + 5 + 2),
+        "took {:?}",
+        sent.elapsed()
+    );
 }

@@ -21,11 +21,16 @@ pub fn bin() -> &'static str {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -43,12 +48,20 @@ pub struct Seen {
 impl Seen {
     /// Every value of a header, matched case-insensitively.
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn one(&self, name: &str) -> Option<&str> {
         let all = self.all(name);
-        assert!(all.len() <= 1, "{name} arrived {} times: {all:?}", all.len());
+        assert!(
+            all.len() <= 1,
+            "{name} arrived {} times: {all:?}",
+            all.len()
+        );
         all.first().copied()
     }
 }
@@ -77,12 +90,20 @@ impl Upstream {
         let c = conns.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let conn = tokio::spawn(serve_conn(stream, n.clone(), s.clone()));
                 c.lock().unwrap().push(conn.abort_handle());
             }
         });
-        Upstream { name: name.into(), addr, seen, task, conns }
+        Upstream {
+            name: name.into(),
+            addr,
+            seen,
+            task,
+            conns,
+        }
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -115,7 +136,9 @@ impl Drop for Upstream {
 async fn serve_conn(mut stream: TcpStream, name: String, seen: Arc<Mutex<Vec<Seen>>>) {
     let mut buf = Vec::new();
     loop {
-        let Some(head_end) = read_head(&mut stream, &mut buf).await else { return };
+        let Some(head_end) = read_head(&mut stream, &mut buf).await else {
+            return;
+        };
         let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
         let mut lines = head.split("\r\n");
         let mut request_line = lines.next().unwrap_or("").split(' ');
@@ -123,10 +146,20 @@ async fn serve_conn(mut stream: TcpStream, name: String, seen: Arc<Mutex<Vec<See
         let target = request_line.next().unwrap_or("").to_string();
         let headers: Vec<(String, String)> = lines
             .filter(|l| !l.is_empty())
-            .filter_map(|l| l.split_once(':').map(|(k, v)| (k.to_string(), v.trim().to_string())))
+            .filter_map(|l| {
+                l.split_once(':')
+                    .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            })
             .collect();
-        let header = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
-        let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let header = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        let len: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         buf.drain(..head_end + 4);
         while buf.len() < len {
             let mut chunk = [0u8; 4096];
@@ -137,8 +170,15 @@ async fn serve_conn(mut stream: TcpStream, name: String, seen: Arc<Mutex<Vec<See
         }
         let body: Vec<u8> = buf.drain(..len).collect();
         let upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-        let delay = header("x-test-delay-ms").and_then(|v| v.parse().ok()).unwrap_or(0u64);
-        seen.lock().unwrap().push(Seen { method: method.clone(), target: target.clone(), headers, body });
+        let delay = header("x-test-delay-ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0u64);
+        seen.lock().unwrap().push(Seen {
+            method: method.clone(),
+            target: target.clone(),
+            headers,
+            body,
+        });
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
@@ -212,7 +252,13 @@ impl Gateway {
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
                 .unwrap();
-            let mut gw = Gateway { addr, admin, child, dir, log };
+            let mut gw = Gateway {
+                addr,
+                admin,
+                child,
+                dir,
+                log,
+            };
             if gw.wait_ready().await {
                 return gw;
             }
@@ -255,7 +301,10 @@ impl Gateway {
 
     pub fn sigterm(&self) {
         // SAFETY-free: `kill` is a separate process.
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
     }
 }
 
@@ -278,7 +327,10 @@ pub struct RawResponse {
 
 impl RawResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Value {
@@ -296,7 +348,10 @@ impl RawResponse {
         assert_eq!(self.json()["error"], code, "{self:?}");
         assert!(self.json()["message"].is_string());
         assert_eq!(self.header("content-type"), Some("application/json"));
-        assert_eq!(self.header("content-length"), Some(self.body.len().to_string().as_str()));
+        assert_eq!(
+            self.header("content-length"),
+            Some(self.body.len().to_string().as_str())
+        );
         assert_eq!(self.header("cache-control"), Some("no-store"));
     }
 }
@@ -323,7 +378,11 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -
 pub async fn raw(addr: SocketAddr, request: &str) -> RawResponse {
     let fut = async {
         let Ok(mut s) = TcpStream::connect(addr).await else {
-            return RawResponse { status: 0, headers: vec![], body: vec![] };
+            return RawResponse {
+                status: 0,
+                headers: vec![],
+                body: vec![],
+            };
         };
         s.write_all(request.as_bytes()).await.unwrap();
         // Read until the head and a Content-Length body are complete, or until EOF.
@@ -331,7 +390,9 @@ pub async fn raw(addr: SocketAddr, request: &str) -> RawResponse {
         loop {
             if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let r = parse_response(&buf);
-                let len = r.header("content-length").and_then(|v| v.parse::<usize>().ok());
+                let len = r
+                    .header("content-length")
+                    .and_then(|v| v.parse::<usize>().ok());
                 if len.is_some_and(|len| buf.len() >= end + 4 + len) {
                     return r;
                 }
@@ -343,31 +404,55 @@ pub async fn raw(addr: SocketAddr, request: &str) -> RawResponse {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), fut).await.expect("response within 30 s")
+    tokio::time::timeout(Duration::from_secs(30), fut)
+        .await
+        .expect("response within 30 s")
 }
 
 pub fn parse_response(buf: &[u8]) -> RawResponse {
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return RawResponse { status: 0, headers: vec![], body: buf.to_vec() };
+        return RawResponse {
+            status: 0,
+            headers: vec![],
+            body: buf.to_vec(),
+        };
     };
     let head = String::from_utf8_lossy(&buf[..end]);
     let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        })
         .collect();
     let mut body = buf[end + 4..].to_vec();
-    if let Some(len) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse::<usize>().ok()) {
+    if let Some(len) = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
         body.truncate(len);
     }
-    RawResponse { status, headers, body }
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Tokens
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// The claims authgate issues, for user 42.
@@ -381,10 +466,18 @@ pub fn claims() -> Value {
 }
 
 pub fn hs256(claims: &Value) -> String {
-    sign(jsonwebtoken::Algorithm::HS256, claims, &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()))
+    sign(
+        jsonwebtoken::Algorithm::HS256,
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
 }
 
-pub fn sign(alg: jsonwebtoken::Algorithm, claims: &Value, key: &jsonwebtoken::EncodingKey) -> String {
+pub fn sign(
+    alg: jsonwebtoken::Algorithm,
+    claims: &Value,
+    key: &jsonwebtoken::EncodingKey,
+) -> String {
     jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), claims, key).unwrap()
 }
 

@@ -421,6 +421,17 @@ fn pem_keys(
     let bad = |key: &str, file: &str, what: &str| {
         s.problem(key, format!("{file:?}"), format!("not a {what} PEM key"))
     };
+    // The verifying key: from public_key_file when given, else derived from the private key.
+    let public_key = |pem: Option<Vec<u8>>,
+                      parse: fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>,
+                      what: &str,
+                      p: &mut Vec<Problem>,
+                      derive: &dyn Fn() -> Option<DecodingKey>| match pem {
+        Some(pem) => parse(&pem)
+            .map_err(|_| p.push(bad("public_key_file", public_key_file, what)))
+            .ok(),
+        None => derive(),
+    };
     match algorithm {
         JwtAlgorithm::RS256 => {
             use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -447,22 +458,19 @@ fn pem_keys(
                 return None;
             }
             let encoding = EncodingKey::from_rsa_pem(&private_pem).ok()?;
-            let decoding = match public_pem {
-                Some(pem) => match DecodingKey::from_rsa_pem(&pem) {
-                    Ok(k) => k,
-                    Err(_) => {
-                        p.push(bad("public_key_file", public_key_file, "RSA public"));
-                        return None;
-                    }
-                },
-                None => {
+            let decoding = public_key(
+                public_pem,
+                DecodingKey::from_rsa_pem,
+                "RSA public",
+                p,
+                &|| {
                     let public = private.to_public_key();
-                    DecodingKey::from_rsa_raw_components(
+                    Some(DecodingKey::from_rsa_raw_components(
                         &public.n().to_bytes_be(),
                         &public.e().to_bytes_be(),
-                    )
-                }
-            };
+                    ))
+                },
+            )?;
             Some(JwtKeys { decoding, encoding })
         }
         JwtAlgorithm::EdDSA => {
@@ -478,20 +486,17 @@ fn pem_keys(
                 return None;
             };
             let encoding = EncodingKey::from_ed_pem(&private_pem).ok()?;
-            let decoding = match public_pem {
-                Some(pem) => match DecodingKey::from_ed_pem(&pem) {
-                    Ok(k) => k,
-                    Err(_) => {
-                        p.push(bad("public_key_file", public_key_file, "Ed25519 public"));
-                        return None;
-                    }
-                },
-                None => {
+            let decoding = public_key(
+                public_pem,
+                DecodingKey::from_ed_pem,
+                "Ed25519 public",
+                p,
+                &|| {
                     let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
                         .encode(signing.verifying_key().to_bytes());
-                    DecodingKey::from_ed_components(&x).ok()?
-                }
-            };
+                    DecodingKey::from_ed_components(&x).ok()
+                },
+            )?;
             Some(JwtKeys { decoding, encoding })
         }
         JwtAlgorithm::HS256 => None,

@@ -152,6 +152,19 @@ fn small_rsa_keys_and_missing_key_files_are_refused() {
     let (code, out) = check(&rsa("ed25519.pem"));
     assert_eq!(code, 2, "an Ed25519 key is not an RSA key: {out}");
     assert_eq!(check(&rsa("rs256-2048.pem")).0, 0);
+    let with_public = |public: &str| {
+        rsa("rs256-2048.pem").replace(
+            "[[upstreams]]",
+            &format!("public_key_file = \"{public}\"\n[[upstreams]]"),
+        )
+    };
+    assert_eq!(check(&with_public("rs256-2048.pub.pem")).0, 0);
+    let (code, out) = check(&with_public("ed25519.pem"));
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("jwt.public_key_file = \"ed25519.pem\": not a RSA public PEM key"),
+        "{out}"
+    );
 }
 
 #[test]

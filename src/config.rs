@@ -50,8 +50,33 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub identity: IdentityConfig,
     pub auth: AuthConfig,
+    pub store: StoreConfig,
+    /// `None` when `kakao.client_id` is empty: login is off, tokens are only verified.
+    pub kakao: Option<KakaoConfig>,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://file.db` (created if missing) or `postgres://…`.
+    pub url: String,
+    /// How long a write may wait for a locked SQLite file before the store counts as unavailable.
+    pub busy_timeout_ms: u64,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct KakaoConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub authorize_url: String,
+    pub token_url: String,
+    pub userinfo_url: String,
+    pub pkce: bool,
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +116,12 @@ impl JwtAlgorithm {
 pub struct JwtKeys {
     pub decoding: DecodingKey,
     pub encoding: EncodingKey,
+    /// `kid` header and public JWK (RS256 / EdDSA only; never for a symmetric key).
+    pub kid: Option<String>,
+    pub jwk: Option<serde_json::Value>,
+    /// Derived from the signing key: signs login `state` and derives PKCE verifiers, so every
+    /// instance with the same key accepts the same state.
+    pub state_key: Vec<u8>,
 }
 
 #[derive(Clone)]
@@ -120,6 +151,12 @@ pub struct AuthConfig {
     /// Where the gateway's own login routes live; `on_unauthenticated = "redirect"` sends browsers
     /// to `{prefix}/kakao/login`.
     pub prefix: String,
+    /// Callbacks must carry the `state` the gateway issued. The seed's single-page client sends
+    /// only `code`; such clients need `false` (and then get no PKCE either).
+    pub require_state: bool,
+    /// Absolute origins (`https://app.example`) a `next` parameter may point to besides our own.
+    pub allowed_redirect_origins: Vec<String>,
+    pub state_ttl_seconds: u64,
 }
 
 impl AuthConfig {
@@ -211,6 +248,8 @@ impl Config {
         let jwt = read_jwt(&top.table("jwt", &mut p), base_dir, env, &mut p);
         let identity = read_identity(&top.table("identity", &mut p), &mut p);
         let auth = read_auth(&top.table("auth", &mut p), &mut p);
+        let store = read_store(&top.table("store", &mut p), &mut p);
+        let kakao = read_kakao(&top.table("kakao", &mut p), env, &mut p);
         let upstreams: Vec<UpstreamConfig> = top
             .array_of_tables("upstreams", &mut p)
             .iter()
@@ -229,6 +268,8 @@ impl Config {
                 jwt,
                 identity,
                 auth,
+                store,
+                kakao,
                 upstreams,
                 routes,
             })
@@ -372,9 +413,16 @@ fn hs256_keys(s: &Sec<'_>, secret: &str, p: &mut Vec<Problem>) -> Option<JwtKeys
         ));
         return None;
     }
+    use sha2::Digest;
     Some(JwtKeys {
         decoding: DecodingKey::from_secret(secret.as_bytes()),
         encoding: EncodingKey::from_secret(secret.as_bytes()),
+        kid: None,
+        jwk: None,
+        state_key: sha2::Sha256::digest(
+            [b"authgate-state:".as_slice(), secret.as_bytes()].concat(),
+        )
+        .to_vec(),
     })
 }
 
@@ -421,23 +469,18 @@ fn pem_keys(
     let bad = |key: &str, file: &str, what: &str| {
         s.problem(key, format!("{file:?}"), format!("not a {what} PEM key"))
     };
-    // The verifying key: from public_key_file when given, else derived from the private key.
-    let public_key = |pem: Option<Vec<u8>>,
-                      parse: fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>,
-                      what: &str,
-                      p: &mut Vec<Problem>,
-                      derive: &dyn Fn() -> Option<DecodingKey>| match pem {
-        Some(pem) => parse(&pem)
-            .map_err(|_| p.push(bad("public_key_file", public_key_file, what)))
-            .ok(),
-        None => derive(),
+    let b64 = |bytes: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     };
-    match algorithm {
+    let text = String::from_utf8_lossy(&private_pem).into_owned();
+    let public_text = public_pem.map(|p| String::from_utf8_lossy(&p).into_owned());
+    // The public half as JWK members: it builds the verifying key and is published as JWKS.
+    let (encoding, jwk) = match algorithm {
         JwtAlgorithm::RS256 => {
             use rsa::pkcs1::DecodeRsaPrivateKey;
-            use rsa::pkcs8::DecodePrivateKey;
+            use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
             use rsa::traits::PublicKeyParts;
-            let text = String::from_utf8_lossy(&private_pem);
             let Ok(private) = rsa::RsaPrivateKey::from_pkcs8_pem(&text)
                 .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(&text))
             else {
@@ -457,26 +500,24 @@ fn pem_keys(
                 ));
                 return None;
             }
-            let encoding = EncodingKey::from_rsa_pem(&private_pem).ok()?;
-            let decoding = public_key(
-                public_pem,
-                DecodingKey::from_rsa_pem,
-                "RSA public",
-                p,
-                &|| {
-                    let public = private.to_public_key();
-                    Some(DecodingKey::from_rsa_raw_components(
-                        &public.n().to_bytes_be(),
-                        &public.e().to_bytes_be(),
-                    ))
+            let public = match &public_text {
+                None => private.to_public_key(),
+                Some(t) => match rsa::RsaPublicKey::from_public_key_pem(t) {
+                    Ok(k) => k,
+                    Err(_) => {
+                        p.push(bad("public_key_file", public_key_file, "RSA public"));
+                        return None;
+                    }
                 },
-            )?;
-            Some(JwtKeys { decoding, encoding })
+            };
+            let jwk = serde_json::json!({
+                "kty": "RSA", "alg": "RS256", "use": "sig",
+                "n": b64(&public.n().to_bytes_be()), "e": b64(&public.e().to_bytes_be()),
+            });
+            (EncodingKey::from_rsa_pem(&private_pem).ok()?, jwk)
         }
         JwtAlgorithm::EdDSA => {
-            use base64::Engine;
-            use ed25519_dalek::pkcs8::DecodePrivateKey;
-            let text = String::from_utf8_lossy(&private_pem);
+            use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
             let Ok(signing) = ed25519_dalek::SigningKey::from_pkcs8_pem(&text) else {
                 p.push(bad(
                     "private_key_file",
@@ -485,22 +526,44 @@ fn pem_keys(
                 ));
                 return None;
             };
-            let encoding = EncodingKey::from_ed_pem(&private_pem).ok()?;
-            let decoding = public_key(
-                public_pem,
-                DecodingKey::from_ed_pem,
-                "Ed25519 public",
-                p,
-                &|| {
-                    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                        .encode(signing.verifying_key().to_bytes());
-                    DecodingKey::from_ed_components(&x).ok()
+            let public = match &public_text {
+                None => signing.verifying_key(),
+                Some(t) => match ed25519_dalek::VerifyingKey::from_public_key_pem(t) {
+                    Ok(k) => k,
+                    Err(_) => {
+                        p.push(bad("public_key_file", public_key_file, "Ed25519 public"));
+                        return None;
+                    }
                 },
-            )?;
-            Some(JwtKeys { decoding, encoding })
+            };
+            let jwk = serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "x": b64(public.as_bytes()),
+            });
+            (EncodingKey::from_ed_pem(&private_pem).ok()?, jwk)
         }
-        JwtAlgorithm::HS256 => None,
-    }
+        JwtAlgorithm::HS256 => return None,
+    };
+    let decoding = match algorithm {
+        JwtAlgorithm::RS256 => {
+            DecodingKey::from_rsa_components(jwk["n"].as_str()?, jwk["e"].as_str()?).ok()?
+        }
+        _ => DecodingKey::from_ed_components(jwk["x"].as_str()?).ok()?,
+    };
+    // kid: a short digest of the public key, so a rotated key gets a new id.
+    use sha2::Digest;
+    let kid = b64(&sha2::Sha256::digest(jwk.to_string().as_bytes())[..12]);
+    let mut jwk = jwk;
+    jwk["kid"] = serde_json::Value::String(kid.clone());
+    // The state/PKCE key must be the same on every instance sharing this private key.
+    let state_key =
+        sha2::Sha256::digest([b"authgate-state:".as_slice(), &private_pem].concat()).to_vec();
+    Some(JwtKeys {
+        decoding,
+        encoding,
+        kid: Some(kid),
+        jwk: Some(jwk),
+        state_key,
+    })
 }
 
 fn resolve(base: &Path, file: &str) -> PathBuf {
@@ -549,8 +612,118 @@ fn read_identity(s: &Sec<'_>, p: &mut Vec<Problem>) -> IdentityConfig {
     }
 }
 
+fn read_store(s: &Sec<'_>, p: &mut Vec<Problem>) -> StoreConfig {
+    s.only_keys(&["url", "busy_timeout_ms", "max_connections"], p);
+    let url = s.string("url", "sqlite://authgate.db", p);
+    if crate::store::Backend::of_url(&url).is_none() {
+        p.push(s.problem(
+            "url",
+            format!("{:?}", redact_url(&url)),
+            "use \"sqlite://authgate.db\" (embedded, one instance) or \"postgres://user:pass@host/db\" (several instances)",
+        ));
+    }
+    StoreConfig {
+        url,
+        busy_timeout_ms: s.int("busy_timeout_ms", 2000, 10, 60_000, p),
+        max_connections: s.int("max_connections", 8, 1, 512, p) as u32,
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+const KAKAO_AUTHORIZE_URL: &str = "https://kauth.kakao.com/oauth/authorize";
+const KAKAO_TOKEN_URL: &str = "https://kauth.kakao.com/oauth/token";
+const KAKAO_USERINFO_URL: &str = "https://kapi.kakao.com/v2/user/me";
+
+fn read_kakao(s: &Sec<'_>, env: EnvLookup<'_>, p: &mut Vec<Problem>) -> Option<KakaoConfig> {
+    s.only_keys(
+        &[
+            "client_id",
+            "client_secret",
+            "redirect_uri",
+            "scopes",
+            "authorize_url",
+            "token_url",
+            "userinfo_url",
+            "pkce",
+            "timeout_ms",
+        ],
+        p,
+    );
+    let client_id = env_or(env, "KAKAO_CLIENT_ID", || s.string("client_id", "", p));
+    let client_secret = env_or(env, "KAKAO_CLIENT_SECRET", || {
+        s.string("client_secret", "", p)
+    });
+    let redirect_uri = env_or(env, "KAKAO_REDIRECT_URI", || {
+        s.string("redirect_uri", "", p)
+    });
+    let scopes = s.strings(
+        "scopes",
+        &["profile_nickname", "profile_image", "account_email"],
+        p,
+    );
+    let url_key = |key: &str, default: &str, p: &mut Vec<Problem>| {
+        let v = s.string(key, default, p);
+        match url::Url::parse(&v) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => p.push(s.problem(
+                key,
+                format!("{v:?}"),
+                format!("must be an absolute http(s) URL, default {default:?}"),
+            )),
+        }
+        v
+    };
+    let authorize_url = url_key("authorize_url", KAKAO_AUTHORIZE_URL, p);
+    let token_url = url_key("token_url", KAKAO_TOKEN_URL, p);
+    let userinfo_url = url_key("userinfo_url", KAKAO_USERINFO_URL, p);
+    let pkce = s.bool("pkce", true, p);
+    let timeout_ms = s.int("timeout_ms", 5000, 100, 60_000, p);
+    if client_id.is_empty() {
+        return None;
+    }
+    if url::Url::parse(&redirect_uri)
+        .map(|u| !matches!(u.scheme(), "http" | "https"))
+        .unwrap_or(true)
+    {
+        p.push(s.problem(
+            "redirect_uri",
+            format!("{redirect_uri:?}"),
+            "set the redirect URI registered at Kakao, e.g. \"https://app.example/api/auth/kakao/callback\" (env KAKAO_REDIRECT_URI)",
+        ));
+    }
+    Some(KakaoConfig {
+        client_id,
+        client_secret,
+        redirect_uri,
+        scopes,
+        authorize_url,
+        token_url,
+        userinfo_url,
+        pkce,
+        timeout_ms,
+    })
+}
+
 fn read_auth(s: &Sec<'_>, p: &mut Vec<Problem>) -> AuthConfig {
-    s.only_keys(&["prefix"], p);
+    s.only_keys(
+        &[
+            "prefix",
+            "require_state",
+            "allowed_redirect_origins",
+            "state_ttl_seconds",
+        ],
+        p,
+    );
     let prefix = s.string("prefix", "/api/auth", p);
     if !is_valid_prefix(&prefix) || prefix == "/" {
         p.push(s.problem(
@@ -559,7 +732,32 @@ fn read_auth(s: &Sec<'_>, p: &mut Vec<Problem>) -> AuthConfig {
             "must be an absolute path without a trailing slash, such as \"/api/auth\"",
         ));
     }
-    AuthConfig { prefix }
+    let require_state = s.bool("require_state", true, p);
+    let allowed_redirect_origins = s
+        .strings("allowed_redirect_origins", &[], p)
+        .into_iter()
+        .filter(|o| {
+            let ok = url::Url::parse(o).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/" && !o.ends_with('/')
+                    && u.query().is_none()
+            });
+            if !ok {
+                p.push(s.problem(
+                    "allowed_redirect_origins",
+                    format!("{o:?}"),
+                    "each entry must be an origin like \"https://app.example\" (scheme, host, optional port; no path)",
+                ));
+            }
+            ok
+        })
+        .collect();
+    let state_ttl_seconds = s.int("state_ttl_seconds", 600, 30, 3600, p);
+    AuthConfig {
+        prefix,
+        require_state,
+        allowed_redirect_origins,
+        state_ttl_seconds,
+    }
 }
 
 fn read_upstream(s: &Sec<'_>, p: &mut Vec<Problem>) -> UpstreamConfig {
@@ -959,6 +1157,21 @@ impl<'t> Sec<'t> {
                     key,
                     render(v),
                     format!("must be a whole number from {min} to {max} (default {default})"),
+                ));
+                default
+            }
+        }
+    }
+
+    fn bool(&self, key: &str, default: bool, p: &mut Vec<Problem>) -> bool {
+        match self.t.get(key) {
+            None => default,
+            Some(Value::Boolean(b)) => *b,
+            Some(v) => {
+                p.push(self.problem(
+                    key,
+                    render(v),
+                    format!("must be true or false (default {default})"),
                 ));
                 default
             }

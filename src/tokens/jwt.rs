@@ -33,9 +33,11 @@ pub struct Issuer {
 impl Issuer {
     pub fn new(cfg: &JwtConfig) -> Issuer {
         let keys = cfg.keys.as_ref().expect("validated config has keys");
+        let mut header = jsonwebtoken::Header::new(cfg.algorithm.to_jsonwebtoken());
+        header.kid = keys.kid.clone();
         Issuer {
             key: keys.encoding.clone(),
-            header: jsonwebtoken::Header::new(cfg.algorithm.to_jsonwebtoken()),
+            header,
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             ttl_seconds: cfg.access_ttl_minutes as i64 * 60,

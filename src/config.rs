@@ -240,7 +240,16 @@ impl Config {
         let mut p = Vec::new();
         let top = Sec::root(&root);
         top.only_keys(
-            &["server", "jwt", "identity", "auth", "upstreams", "routes"],
+            &[
+                "server",
+                "jwt",
+                "identity",
+                "auth",
+                "store",
+                "kakao",
+                "upstreams",
+                "routes",
+            ],
             &mut p,
         );
 

@@ -2,7 +2,9 @@
 //! message are chosen. Messages are generic on purpose: the cause (which claim, which backend
 //! address) goes to the log only, never into a response.
 
+use crate::providers::ProviderError;
 use crate::routes::TargetError;
+use crate::store::StoreError;
 use crate::tokens::jwt::TokenError;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,18 @@ pub enum GatewayError {
     UpstreamTimeout(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    Provider(#[from] ProviderError),
+    #[error("login state missing, forged, expired or not this browser's")]
+    InvalidState,
+    #[error("refresh token refused: {0}")]
+    InvalidRefreshToken(&'static str),
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
 /// What the client sees.
@@ -70,6 +84,40 @@ impl GatewayError {
                 "The service did not answer in time.",
             ),
             GatewayError::Internal(_) => (500, "INTERNAL_ERROR", "An internal error occurred."),
+            GatewayError::MethodNotAllowed => (
+                405,
+                "METHOD_NOT_ALLOWED",
+                "This method is not allowed here.",
+            ),
+            GatewayError::PayloadTooLarge(_) => {
+                (413, "PAYLOAD_TOO_LARGE", "The request body is too large.")
+            }
+            GatewayError::Provider(ProviderError::LoginFailed(_)) => {
+                (400, "KAKAO_LOGIN_FAILED", "Kakao login failed.")
+            }
+            GatewayError::Provider(ProviderError::Unavailable(_)) => (
+                502,
+                "KAKAO_UNAVAILABLE",
+                "Kakao is unavailable; try again later.",
+            ),
+            GatewayError::Provider(ProviderError::Timeout) => {
+                (504, "KAKAO_TIMEOUT", "Kakao did not answer in time.")
+            }
+            GatewayError::InvalidState => (
+                400,
+                "INVALID_STATE",
+                "The login state is missing or invalid; start the login again.",
+            ),
+            GatewayError::InvalidRefreshToken(_) => (
+                400,
+                "INVALID_REFRESH_TOKEN",
+                "The refresh token is invalid.",
+            ),
+            GatewayError::Store(_) => (
+                503,
+                "STORE_UNAVAILABLE",
+                "The token store is unavailable; try again shortly.",
+            ),
         };
         let www_authenticate = match self {
             GatewayError::Token(TokenError::Missing) => Some("Bearer realm=\"authgate\""),
@@ -127,7 +175,11 @@ mod tests {
             assert_eq!((p.status, p.code), (status, code), "{e}");
             let body: serde_json::Value = serde_json::from_slice(&p.body()).unwrap();
             assert_eq!(body["error"], code);
-            assert!(!String::from_utf8(p.body()).unwrap().contains("10.0.0.1"));
+            let body = String::from_utf8(p.body()).unwrap();
+            assert!(
+                !body.contains("10.0.0.1") && !body.contains("abc"),
+                "{body}"
+            );
         }
         assert_eq!(
             GatewayError::from(TokenError::Missing)

@@ -22,6 +22,7 @@
 //! error} -> config`. Only `server.rs`, `proxy.rs` and `upstreams.rs` name Pingora types.
 
 pub mod admin;
+pub mod api;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -41,6 +41,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS crypto provider for the whole process (Pingora's rustls and reqwest both use it).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AUTHGATE_LOG")
@@ -98,13 +100,29 @@ fn run(config: Config) -> anyhow::Result<()> {
     authgate::server::run(config, &app)
 }
 
-/// The offline demo: a random secret, the demo upstream on a free loopback port, a public page
-/// and a protected API in front of it, and a ready-made token to try.
+/// The offline demo: a random secret, SQLite in `./authgate-dev.db`, the fake Kakao and the demo
+/// upstream on free loopback ports, and routes that show a login arriving at an app.
 fn dev(listen: &str, admin_listen: &str) -> anyhow::Result<()> {
+    use authgate::providers::mock::{default_users, FakeKakao, FakeKakaoConfig};
     let app = authgate::server::app_runtime()?;
     let demo = app.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let demo_addr = demo.local_addr()?;
     app.spawn(authgate::demo::serve(demo));
+    let redirect_uri = format!("http://{listen}/api/auth/kakao/callback");
+    let client_secret = format!("{:032x}", rand::random::<u128>());
+    let fake = app.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Ok::<_, std::io::Error>(FakeKakao::serve(
+            listener,
+            FakeKakaoConfig {
+                client_id: "authgate-dev".into(),
+                client_secret: client_secret.clone(),
+                redirect_uris: vec![redirect_uri.clone()],
+                users: default_users(),
+            },
+        ))
+    })?;
+    let kakao = fake.base_url();
     let secret = format!(
         "{:032x}{:032x}",
         rand::random::<u128>(),
@@ -118,14 +136,29 @@ admin_listen = "{admin_listen}"
 grace_period_seconds = 1
 [jwt]
 secret = "{secret}"
+[store]
+url = "sqlite://authgate-dev.db"
+[kakao]
+client_id = "authgate-dev"
+client_secret = "{client_secret}"
+redirect_uri = "{redirect_uri}"
+authorize_url = "{kakao}/oauth/authorize"
+token_url = "{kakao}/oauth/token"
+userinfo_url = "{kakao}/v2/user/me"
 [[upstreams]]
 name = "demo"
 addrs = ["{demo_addr}"]
 [[routes]]
-name = "public"
+name = "home"
 path_prefix = "/"
 upstream = "demo"
-auth = "public"
+auth = "optional"
+[[routes]]
+name = "app"
+path_prefix = "/app"
+upstream = "demo"
+auth = "required"
+on_unauthenticated = "redirect"
 [[routes]]
 name = "api"
 path_prefix = "/api"
@@ -133,23 +166,16 @@ upstream = "demo"
 auth = "required"
 "#
     );
+    // The demo's own values must not be overridden by a developer's seed .env.
     let config = Config::parse(&text, std::path::Path::new("."), &|_| None)
         .map_err(|p| anyhow::anyhow!("{p}"))
         .context("dev configuration")?;
-    let who = authgate::tokens::jwt::Subject {
-        user_id: 1,
-        username: "kakao_1".into(),
-        email: Some("demo@example.com".into()),
-        nickname: Some("Demo".into()),
-        provider: "kakao".into(),
-    };
-    let (token, _) = authgate::tokens::jwt::Issuer::new(&config.jwt).issue_access(&who)?;
     println!(
-        "authgate dev: offline demo\n\
-         \x20 public page:    http://{listen}/\n\
-         \x20 protected API:  curl -i http://{listen}/api/hello            (401 without a token)\n\
-         \x20                 curl -i -H 'Authorization: Bearer {token}' http://{listen}/api/hello\n\
-         \x20 admin:          http://{admin_listen}/readyz\n\
+        "authgate dev: the offline demo (SQLite in ./authgate-dev.db, a fake Kakao at {kakao})\n\
+         \x20 open            http://{listen}/        and click \"Log in with Kakao\"\n\
+         \x20 protected page  http://{listen}/app     (redirects to the fake Kakao login)\n\
+         \x20 seed API        http://{listen}/api/auth/kakao/login-url, /refresh, /profile, /logout\n\
+         \x20 admin           http://{admin_listen}/readyz\n\
          Stop with Ctrl-C."
     );
     authgate::server::run(config, &app)

@@ -25,6 +25,7 @@ use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::Peer;
 use pingora::ErrorType;
 
+use crate::api::{self, ApiReply, ApiRequest, AuthApi};
 use crate::config::{AuthMode, OnUnauthenticated};
 use crate::error::{GatewayError, PublicError};
 use crate::identity::{self, HeaderRules};
@@ -36,11 +37,22 @@ use crate::upstreams::Upstream;
 pub struct Gateway {
     pub router: Router,
     pub upstreams: Vec<Arc<Upstream>>,
-    pub verifier: Verifier,
+    pub verifier: Arc<Verifier>,
+    /// The gateway's own endpoints (login, refresh, profile, logout, JWKS).
+    pub api: Arc<AuthApi>,
+    /// The application runtime, where the store and the Kakao client live.
+    pub app: tokio::runtime::Handle,
     pub headers: HeaderRules,
     pub trusted_proxies: Vec<IpNet>,
     /// Where `on_unauthenticated = "redirect"` sends browsers.
     pub login_path: String,
+}
+
+/// What `request_filter` decided.
+enum Step {
+    Proxy,
+    /// One of the gateway's own endpoints.
+    Api,
 }
 
 /// Per-request state carried between the hooks.
@@ -56,6 +68,8 @@ pub struct RequestCtx {
     failure: Option<GatewayError>,
     /// Backends whose connect failed for this request, so a retry goes elsewhere.
     tried: Vec<SocketAddr>,
+    /// `Set-Cookie` values for the client after a transparent refresh.
+    set_cookies: Vec<String>,
 }
 
 impl Gateway {
@@ -67,7 +81,7 @@ impl Gateway {
     }
 
     /// Steps 1–3; `Err` is answered by the caller.
-    fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+    async fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Step, GatewayError> {
         let req = session.req_header();
         // Pingora drops a `#fragment` before it stores the target, so look at the raw request line.
         if let Some(h1) = session.as_http1() {
@@ -78,6 +92,9 @@ impl Gateway {
             }
         }
         let path = check_target(req.raw_path())?;
+        if self.api.owns(path) {
+            return Ok(Step::Api);
+        }
         let host = req
             .headers
             .get(http::header::HOST)
@@ -89,21 +106,113 @@ impl Gateway {
             .ok_or(GatewayError::NoRoute)?;
         ctx.route = Some(index);
         if route.auth == AuthMode::Public {
-            return Ok(());
+            return Ok(Step::Proxy);
         }
         let values = req
             .headers
             .get_all(http::header::AUTHORIZATION)
             .iter()
             .map(|v| v.as_bytes());
-        match Verifier::bearer(values)? {
-            None if route.auth == AuthMode::Optional => Ok(()),
-            None => Err(TokenError::Missing.into()),
-            Some(token) => {
-                ctx.claims = Some(self.verifier.verify(token)?);
-                Ok(())
+        // Browsers cannot attach a bearer header to navigations or WebSockets: the HttpOnly
+        // access cookie set by the login flow counts as well.
+        let (token, from_cookie) = match Verifier::bearer(values)? {
+            Some(t) => (Some(t), false),
+            None => (
+                api::cookie(&req.headers, api::ACCESS_COOKIE).filter(|c| !c.is_empty()),
+                true,
+            ),
+        };
+        let Some(token) = token else {
+            return if route.auth == AuthMode::Optional {
+                Ok(Step::Proxy)
+            } else {
+                Err(TokenError::Missing.into())
+            };
+        };
+        match self.verifier.verify(token) {
+            Ok(claims) => {
+                ctx.claims = Some(claims);
+                Ok(Step::Proxy)
+            }
+            Err(TokenError::Expired)
+                if from_cookie && route.on_unauthenticated == OnUnauthenticated::Redirect =>
+            {
+                let refresh = api::cookie(&req.headers, api::REFRESH_COOKIE)
+                    .ok_or(TokenError::Expired)?
+                    .to_string();
+                let (api, secure) = (self.api.clone(), self.is_https(session));
+                let refreshed = self
+                    .app
+                    .spawn(async move { api.refresh_cookies(&refresh, secure).await })
+                    .await
+                    .map_err(|e| GatewayError::Internal(format!("refresh task: {e}")))?;
+                match refreshed {
+                    Ok((claims, cookies)) => {
+                        ctx.claims = Some(claims);
+                        ctx.set_cookies = cookies;
+                        Ok(Step::Proxy)
+                    }
+                    Err(e @ GatewayError::Store(_)) => Err(e),
+                    // An unusable refresh cookie: the browser logs in again.
+                    Err(_) => Err(TokenError::Expired.into()),
+                }
+            }
+            // A browser cannot repair its own cookie: on optional routes a stale one is anonymous.
+            Err(_) if from_cookie && route.auth == AuthMode::Optional => Ok(Step::Proxy),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn is_https(&self, session: &Session) -> bool {
+        let xfp = session
+            .req_header()
+            .headers
+            .get("x-forwarded-proto")
+            .map(|v| v.as_bytes());
+        Self::peer_ip(session).is_some_and(|peer| {
+            identity::forwarded_proto(peer, xfp, &self.trusted_proxies) == "https"
+        })
+    }
+
+    /// Answers one of the gateway's own endpoints on the application runtime.
+    async fn serve_api(&self, session: &mut Session, ctx: &RequestCtx) -> Result<()> {
+        let mut body = bytes::BytesMut::new();
+        if session.req_header().method != http::Method::GET {
+            session.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+            while let Some(chunk) = session.read_request_body().await? {
+                if body.len() + chunk.len() > api::MAX_BODY {
+                    session.set_keepalive(None);
+                    answer_error(session, ctx, &GatewayError::PayloadTooLarge(api::MAX_BODY))
+                        .await?;
+                    return Ok(());
+                }
+                body.extend_from_slice(&chunk);
             }
         }
+        let req = session.req_header();
+        let request = ApiRequest {
+            method: req.method.clone(),
+            path: req.uri.path().to_string(),
+            query: req.uri.query().unwrap_or("").to_string(),
+            headers: req.headers.clone(),
+            body: body.freeze(),
+            secure: self.is_https(session),
+        };
+        let api = self.api.clone();
+        let reply = match self
+            .app
+            .spawn(async move { api.handle(request).await })
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e) => ApiReply::error(&GatewayError::Internal(format!("api task: {e}"))),
+        };
+        let extra: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        write_json(session, reply.status, reply.body, &ctx.request_id, &extra).await
     }
 
     fn wants_redirect(&self, session: &Session, ctx: &RequestCtx) -> bool {
@@ -150,7 +259,7 @@ async fn write_json(
         h.insert_header("x-request-id", request_id)?;
     }
     for (k, v) in extra {
-        h.insert_header(*k, *v)?;
+        h.append_header(k.to_string(), *v)?;
     }
     session.write_response_header(Box::new(h), false).await?;
     session
@@ -204,8 +313,13 @@ impl ProxyHttp for Gateway {
             }
             _ => identity::new_request_id(),
         };
-        let Err(err) = self.admit(session, ctx) else {
-            return Ok(false);
+        let err = match self.admit(session, ctx).await {
+            Ok(Step::Proxy) => return Ok(false),
+            Ok(Step::Api) => {
+                self.serve_api(session, ctx).await?;
+                return Ok(true);
+            }
+            Err(err) => err,
         };
         tracing::info!(request_id = %ctx.request_id, error = %err, "refused");
         if matches!(err, GatewayError::Token(_)) && self.wants_redirect(session, ctx) {
@@ -303,6 +417,7 @@ impl ProxyHttp for Gateway {
             }
         }
         up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        strip_session_cookies(up)?;
 
         let peer = Self::peer_ip(session);
         if let Some(peer) = peer {
@@ -356,6 +471,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        for c in ctx.set_cookies.drain(..) {
+            resp.append_header("set-cookie", c)?;
+        }
         Ok(())
     }
 
@@ -380,6 +498,36 @@ impl ProxyHttp for Gateway {
             can_reuse_downstream: false,
         }
     }
+}
+
+/// The gateway's session cookies are credentials for the gateway, not for the upstream app:
+/// an upstream that logs or echoes cookies must not be able to leak them.
+fn strip_session_cookies(up: &mut RequestHeader) -> Result<()> {
+    let ours = |kv: &str| {
+        let name = kv.trim().split('=').next().unwrap_or("");
+        name == api::ACCESS_COOKIE || name == api::REFRESH_COOKIE || name == api::STATE_COOKIE
+    };
+    let values: Vec<String> = up
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect();
+    if !values.iter().any(|v| v.split(';').any(ours)) {
+        return Ok(());
+    }
+    let kept: Vec<&str> = values
+        .iter()
+        .flat_map(|v| v.split(';'))
+        .filter(|kv| !ours(kv))
+        .map(str::trim)
+        .collect();
+    up.remove_header("cookie");
+    if !kept.is_empty() {
+        up.insert_header("cookie", kept.join("; "))?;
+    }
+    Ok(())
 }
 
 /// Maps a Pingora error that our hooks did not choose to the public error.

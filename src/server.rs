@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -12,10 +13,12 @@ use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 
 use crate::admin::{self, Readiness};
-use crate::config::Config;
+use crate::api::AuthApi;
+use crate::config::{redact_url, Config};
 use crate::identity::HeaderRules;
 use crate::proxy::Gateway;
 use crate::routes::Router;
+use crate::store::{Store, StoreError};
 use crate::tokens::jwt::Verifier;
 use crate::tokens::revocation::Revocations;
 use crate::upstreams::Upstream;
@@ -29,6 +32,61 @@ pub fn app_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .thread_name("authgate-app")
         .enable_all()
         .build()
+}
+
+fn unix_now() -> i64 {
+    jsonwebtoken::get_current_timestamp() as i64
+}
+
+/// Loads every unexpired revocation; returns the sync cursor (the highest row id seen).
+async fn load_revocations(store: &Store, revocations: &Revocations) -> Result<i64, StoreError> {
+    let mut cursor = 0;
+    loop {
+        let rows = store.revocations_since(cursor, unix_now()).await?;
+        let Some(last) = rows.last() else { break };
+        cursor = last.0;
+        for (_, jti, exp) in &rows {
+            revocations.revoke(jti, *exp);
+        }
+    }
+    cursor = cursor.max(store.max_revocation_id().await?);
+    tracing::info!(revoked = revocations.len(), "revocations loaded");
+    Ok(cursor)
+}
+
+/// Every second, picks up revocations written by other instances (or by this one); every hour,
+/// prunes rows nobody can use any more. Store outages only delay it: it resumes from its cursor.
+async fn sync_revocations(store: Store, revocations: Arc<Revocations>, mut cursor: i64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = std::time::Instant::now();
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match store.revocations_since(cursor, unix_now()).await {
+            Ok(rows) => {
+                if failing {
+                    tracing::info!("store reachable again: revocation sync resumed");
+                    failing = false;
+                }
+                for (id, jti, exp) in rows {
+                    revocations.revoke(&jti, exp);
+                    cursor = cursor.max(id);
+                }
+            }
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "revocation sync failed; verifying from memory until the store is back");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+        if last_prune.elapsed() > Duration::from_secs(3600) {
+            last_prune = std::time::Instant::now();
+            if let Err(e) = store.prune(unix_now()).await {
+                tracing::warn!(error = %e, "pruning expired tokens failed");
+            }
+        }
+    }
 }
 
 /// Flips readiness to "draining" when Pingora broadcasts the graceful shutdown.
@@ -86,10 +144,35 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
             .expect("config checked upstream names")
     });
     let revocations = Arc::new(Revocations::new());
+    let verifier = Arc::new(Verifier::new(&config.jwt, revocations.clone()));
+    let store = app
+        .block_on(Store::connect(
+            &config.store.url,
+            Duration::from_millis(config.store.busy_timeout_ms),
+            config.store.max_connections,
+        ))
+        .with_context(|| {
+            format!(
+                "cannot open the store at store.url = {}",
+                redact_url(&config.store.url)
+            )
+        })?;
+    // Refusing to start beats starting without the revocations: a revoked token would pass.
+    let cursor = app
+        .block_on(load_revocations(&store, &revocations))
+        .context("loading revoked tokens")?;
+    app.spawn(sync_revocations(store.clone(), revocations.clone(), cursor));
+    let api = AuthApi::new(&config, store, verifier.clone(), revocations)
+        .context("building the Kakao client")?;
+    if config.kakao.is_none() {
+        tracing::warn!("kakao.client_id is empty: login routes are off, tokens are only verified");
+    }
     let gateway = Gateway {
         router,
         upstreams: upstreams.clone(),
-        verifier: Verifier::new(&config.jwt, revocations),
+        verifier,
+        api: Arc::new(api),
+        app: app.handle().clone(),
         headers: HeaderRules::new(&config.identity),
         trusted_proxies: config.server.trusted_proxies.clone(),
         login_path: config.auth.login_path(),

@@ -246,6 +246,8 @@ impl Gateway {
             let child = Command::new(bin())
                 .args(["run", "-c"])
                 .arg(&cfg)
+                // The default store (sqlite://authgate.db) lands in the test's own folder.
+                .current_dir(dir.path())
                 .env_remove("JWT_SECRET_KEY")
                 .env("AUTHGATE_LOG", "info")
                 .stdout(Stdio::null())

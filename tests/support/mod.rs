@@ -486,3 +486,157 @@ pub fn sign(
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
+
+// ---------------------------------------------------------------------------------------------
+// Login against the fake Kakao
+
+pub use authgate::providers::mock::{default_users, FakeKakao, FakeKakaoConfig, Fault};
+
+pub const CLIENT_ID: &str = "test-client-id";
+pub const CLIENT_SECRET: &str = "test-client-secret";
+/// Ryan: verified email, nickname 라이언.
+pub const RYAN: i64 = 1_000_001;
+
+/// A fake Kakao that accepts `redirect_uris`.
+pub async fn fake_kakao(redirect_uris: &[&str]) -> FakeKakao {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    FakeKakao::serve(
+        listener,
+        FakeKakaoConfig {
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            redirect_uris: redirect_uris.iter().map(|s| s.to_string()).collect(),
+            users: default_users(),
+        },
+    )
+}
+
+pub const REDIRECT_URI: &str = "http://app.test/api/auth/kakao/callback";
+
+/// `[jwt]`, `[store]`, `[auth]`, `[kakao]` and two routes (`/api` required, `/web` redirect) in
+/// front of `up`.
+pub fn login_config(
+    fake: &FakeKakao,
+    up: &Upstream,
+    store_url: &str,
+    auth_extra: &str,
+    kakao_extra: &str,
+) -> String {
+    let k = fake.base_url();
+    format!(
+        r#"
+[jwt]
+secret = "{{secret}}"
+[store]
+url = "{store_url}"
+busy_timeout_ms = 300
+[auth]
+{auth_extra}
+[kakao]
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+redirect_uri = "{REDIRECT_URI}"
+authorize_url = "{k}/oauth/authorize"
+token_url = "{k}/oauth/token"
+userinfo_url = "{k}/v2/user/me"
+{kakao_extra}
+[[upstreams]]
+name = "app"
+addrs = ["{up}"]
+[[routes]]
+name = "api"
+path_prefix = "/api"
+upstream = "app"
+auth = "required"
+[[routes]]
+name = "web"
+path_prefix = "/web"
+upstream = "app"
+auth = "required"
+on_unauthenticated = "redirect"
+"#,
+        up = up.addr
+    )
+}
+
+/// The user clicks their account on the fake's page: returns the `Location` Kakao sends back to.
+pub async fn approve(fake: &FakeKakao, authorize_url: &str, user: i64) -> String {
+    let u = url::Url::parse(authorize_url).unwrap();
+    let page = raw(
+        fake.addr,
+        &get(&format!("{}?{}", u.path(), u.query().unwrap_or("")), &[]),
+    )
+    .await;
+    assert_eq!(page.status, 200, "authorize page: {}", page.text());
+    let link = format!(
+        "/oauth/authorize/approve?{}&user={user}",
+        u.query().unwrap_or("")
+    );
+    assert!(
+        page.text().contains(&format!("user={user}")),
+        "the page lists the user"
+    );
+    let r = raw(fake.addr, &get(&link, &[])).await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    r.header("location").unwrap().to_string()
+}
+
+pub fn query_param(location: &str, key: &str) -> Option<String> {
+    url::Url::parse(location)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+pub fn json_post(path: &str, body: &serde_json::Value, headers: &[(&str, &str)]) -> String {
+    let mut h: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
+    h.extend_from_slice(headers);
+    request("POST", path, &h, &body.to_string())
+}
+
+/// The seed client's login: login-url, the user approves, POST callback with `{code}` only.
+pub async fn seed_login(gw: &Gateway, fake: &FakeKakao, user: i64) -> Value {
+    let r = gw.get("/api/auth/kakao/login-url", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let login_url = r.json()["login_url"].as_str().unwrap().to_string();
+    let back = approve(fake, &login_url, user).await;
+    let code = query_param(&back, "code").expect("a code");
+    let r = gw
+        .send(&json_post(
+            "/api/auth/kakao/callback",
+            &json!({"code": code}),
+            &[],
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// Cookies from `Set-Cookie` headers, as one `Cookie` header value.
+pub fn cookies(r: &RawResponse) -> String {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .filter_map(|(_, v)| v.split(';').next())
+        .filter(|kv| !kv.ends_with('='))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub fn postgres_url() -> Option<String> {
+    std::env::var("AUTHGATE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// Opens the gateway's store from the test, to look at what was (not) written.
+pub async fn open_store(url: &str) -> authgate::store::Store {
+    authgate::store::Store::connect(url, Duration::from_secs(5), 2)
+        .await
+        .unwrap()
+}
+
+pub fn sqlite_url(gw_dir: &Path) -> String {
+    format!("sqlite://{}", gw_dir.join("authgate.db").display())
+}

@@ -51,7 +51,9 @@ pub async fn serve(listener: TcpListener, readiness: Arc<Readiness>) {
         let readiness = readiness.clone();
         async move {
             match req.uri().path() {
-                "/healthz" => localhttp::json(200, &json!({"status": "ok"})),
+                "/healthz" => {
+                    localhttp::json(200, &json!({"status": "ok", "pid": std::process::id()}))
+                }
                 "/readyz" => readiness.check(),
                 _ => localhttp::json(
                     404,

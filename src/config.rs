@@ -1400,6 +1400,55 @@ mod tests {
     }
 
     #[test]
+    fn kakao_is_off_without_a_client_id_and_the_seed_env_turns_it_on() {
+        let c = parse(&minimal("")).unwrap();
+        assert!(c.kakao.is_none());
+        assert_eq!(c.store.url, "sqlite://authgate.db");
+        assert!(c.auth.require_state);
+        let env = |k: &str| match k {
+            "KAKAO_CLIENT_ID" => Some("rest-key".to_string()),
+            "KAKAO_CLIENT_SECRET" => Some("s3cret".to_string()),
+            "KAKAO_REDIRECT_URI" => Some("https://app.example/api/auth/kakao/callback".to_string()),
+            _ => None,
+        };
+        let k = Config::parse(&minimal(""), Path::new("."), &env)
+            .unwrap()
+            .kakao
+            .unwrap();
+        assert_eq!(
+            (k.client_id.as_str(), k.client_secret.as_str()),
+            ("rest-key", "s3cret")
+        );
+        assert_eq!(
+            k.scopes,
+            ["profile_nickname", "profile_image", "account_email"]
+        );
+        assert_eq!(k.token_url, "https://kauth.kakao.com/oauth/token");
+        assert!(k.pkce);
+        let problems = parse(&minimal(
+            "[kakao]\nclient_id = \"x\"\nredirect_uri = \"ftp://x\"\ntoken_url = \"not a url\"\npkce = \"yes\"\n\
+             [store]\nurl = \"mysql://u:hunter2@db/x\"\n[auth]\nallowed_redirect_origins = [\"https://a.example/path\"]\n",
+        ))
+        .err()
+        .unwrap()
+        .0;
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "kakao.redirect_uri",
+            "kakao.token_url",
+            "kakao.pkce",
+            "store.url",
+            "auth.allowed_redirect_origins",
+        ] {
+            assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        }
+        assert!(
+            !problems.iter().any(|p| p.to_string().contains("hunter2")),
+            "password leaked"
+        );
+    }
+
+    #[test]
     fn duplicate_host_and_prefix_is_refused_but_different_hosts_are_fine() {
         let two = |h1: &str, h2: &str| {
             minimal(&format!(

@@ -8,18 +8,22 @@
 //! main.rs        CLI (clap): run | check | dev; the only place that uses anyhow for output
 //! config.rs      config.toml + seed env vars -> validated Config; every problem at once
 //! error.rs       GatewayError -> (status, public code, message): the one place statuses are chosen
-//! server.rs      builds the Pingora server: proxy, health checks, drain watcher, admin listener
+//! server.rs      builds the Pingora server: proxy, health checks, drain watcher, admin listener, store, revocation sync
 //! proxy.rs       impl ProxyHttp: the request pipeline; the only module that touches Session
 //! routes.rs      request-target checks + host/prefix/method routing; pure
 //! identity.rs    which headers are stripped and injected, X-Forwarded-*, request ids; pure
-//! tokens/        jwt.rs (issue/verify access tokens), revocation.rs (moka set of revoked jtis)
+//! api.rs         the /api/auth endpoints and JWKS as request -> reply functions (no Pingora types)
+//! tokens/        jwt.rs (issue/verify), revocation.rs (moka set), refresh.rs (opaque tokens), state.rs (signed state + PKCE)
+//! providers/     kakao.rs (reqwest client), mock.rs (the fake Kakao for `dev` and the tests)
+//! store/         users, refresh tokens, revocations over sqlx Any (SQLite default, PostgreSQL)
 //! upstreams.rs   one Pingora LoadBalancer per upstream group, health checks, peer timeouts
 //! admin.rs       /healthz and /readyz on the admin listener
-//! localhttp.rs   tiny hyper servers on the application runtime (admin, demo)
+//! localhttp.rs   tiny hyper servers on the application runtime (admin, demo, fake Kakao)
 //! demo.rs        the `authgate dev` demo upstream that shows the headers it received
 //! ```
-//! Dependencies point one way: `main -> server -> proxy -> {routes, identity, tokens, upstreams,
-//! error} -> config`. Only `server.rs`, `proxy.rs` and `upstreams.rs` name Pingora types.
+//! Dependencies point one way: `main -> server -> proxy -> {api, routes, identity, tokens, upstreams,
+//! error} -> {providers, store} -> config`. Only `server.rs`, `proxy.rs` and `upstreams.rs` name
+//! Pingora types; `api`, `providers` and `store` run on the application runtime (see `server.rs`).
 
 pub mod admin;
 pub mod api;

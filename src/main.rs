@@ -54,11 +54,17 @@ fn main() -> ExitCode {
         Command::Check { config } => match Config::load(&config, &config::process_env) {
             Ok(c) => {
                 println!(
-                    "{}: OK ({} upstream(s), {} route(s), {:?})",
+                    "{}: OK ({} upstream(s), {} route(s), {:?}, store {}, Kakao login {})",
                     config.display(),
                     c.upstreams.len(),
                     c.routes.len(),
-                    c.jwt.algorithm
+                    c.jwt.algorithm,
+                    config::redact_url(&c.store.url),
+                    if c.kakao.is_some() {
+                        "on"
+                    } else {
+                        "off (kakao.client_id is empty)"
+                    }
                 );
                 ExitCode::SUCCESS
             }

@@ -55,6 +55,7 @@ async fn journey(s: Setup) {
     } = s;
     // login-url carries what Kakao needs.
     let r = gw.get("/api/auth/kakao/login-url", &[]).await;
+    assert_eq!(r.status, 200, "{r:?}\n{}", gw.log());
     let login_url = r.json()["login_url"].as_str().unwrap().to_string();
     for (k, v) in [
         ("client_id", CLIENT_ID),
@@ -82,7 +83,7 @@ async fn journey(s: Setup) {
             &[],
         ))
         .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.status, 200, "{r:?}\n{}", gw.log());
     let tokens = r.json();
     assert_eq!(tokens["token_type"], "Bearer");
     assert_eq!(tokens["expires_in"], 1800);

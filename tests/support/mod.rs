@@ -276,7 +276,11 @@ impl Gateway {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            let admin_up = raw(self.admin, &get("/healthz", &[])).await.status == 200;
+            // Our child, not whatever else might listen there: /healthz names the process.
+            let health = raw(self.admin, &get("/healthz", &[])).await;
+            let admin_up = health.status == 200
+                && serde_json::from_slice::<Value>(&health.body)
+                    .is_ok_and(|v| v["pid"] == self.child.id());
             if admin_up && TcpStream::connect(self.addr).await.is_ok() {
                 return true;
             }
@@ -490,6 +494,7 @@ pub fn bearer(token: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Login against the fake Kakao
 
+#[allow(unused_imports)]
 pub use authgate::providers::mock::{default_users, FakeKakao, FakeKakaoConfig, Fault};
 
 pub const CLIENT_ID: &str = "test-client-id";

@@ -445,6 +445,9 @@ async fn a_refusing_backend_is_retried_for_idempotent_methods_only() {
         "health_check_interval_ms = 3600000",
     ))
     .await;
+    // The one health check has passed for both; only then does the backend go away.
+    good.wait_health_checked().await;
+    bad.wait_health_checked().await;
     bad.stop();
     tokio::time::sleep(Duration::from_millis(100)).await;
     for _ in 0..4 {

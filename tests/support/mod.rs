@@ -118,6 +118,24 @@ impl Upstream {
         self.seen.lock().unwrap().len()
     }
 
+    /// Connections accepted so far, including health checks that send no request.
+    pub fn connections(&self) -> usize {
+        self.conns.lock().unwrap().len()
+    }
+
+    /// Waits until the gateway's TCP health check has connected at least once.
+    pub async fn wait_health_checked(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.connections() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{} was never health-checked",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Closes the listener and every open connection: the backend is gone.
     pub fn stop(&self) {
         self.task.abort();

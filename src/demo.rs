@@ -59,12 +59,26 @@ fn page(path: &str, seen: &[(&str, String)]) -> Reply {
         .iter()
         .map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v)))
         .collect();
+    let nickname = seen
+        .iter()
+        .find(|(k, _)| *k == "x-user-nickname")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
     let who = seen
         .iter()
         .find(|(k, _)| *k == "x-user-id")
-        .map(|(_, v)| format!("Signed in as user <b>{}</b>.", escape(v)))
+        .map(|(_, v)| {
+            format!(
+                "Signed in as <b>{}</b> (user {}). <button onclick=\"fetch('/api/auth/logout',{{method:'POST'}})\
+                 .then(()=>location='/')\">Log out</button>",
+                escape(nickname),
+                escape(v)
+            )
+        })
         .unwrap_or_else(|| {
-            "Not signed in: this route is public, so no X-User-* headers arrived.".into()
+            "Not signed in: no X-User-* headers arrived. <a href=\"/api/auth/kakao/login?next=/app\">Log in with Kakao</a> \
+             or open <a href=\"/app\">/app</a>, which requires a login."
+                .into()
         });
     localhttp::reply(
         200,

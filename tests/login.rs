@@ -17,20 +17,24 @@ struct Setup {
 }
 
 async fn setup_with(store_url: Option<&str>, auth_extra: &str, kakao_extra: &str) -> Setup {
+    setup_edited(store_url, auth_extra, kakao_extra, |_, config| config).await
+}
+
+/// Like [`setup_with`], with a last edit of the config text (given the fake's base URL).
+async fn setup_edited(
+    store_url: Option<&str>,
+    auth_extra: &str,
+    kakao_extra: &str,
+    edit: impl Fn(&str, String) -> String,
+) -> Setup {
     let fake = fake_kakao(&[REDIRECT_URI, "http://other.test/callback"]).await;
     let up = Upstream::start("app").await;
     let db = tempfile::tempdir().unwrap();
     let store_url = store_url
         .map(str::to_string)
         .unwrap_or_else(|| sqlite_url(db.path()));
-    let gw = Gateway::start(&login_config(
-        &fake,
-        &up,
-        &store_url,
-        auth_extra,
-        kakao_extra,
-    ))
-    .await;
+    let config = login_config(&fake, &up, &store_url, auth_extra, kakao_extra);
+    let gw = Gateway::start(&edit(&fake.base_url(), config)).await;
     Setup {
         gw,
         fake,
@@ -179,12 +183,7 @@ async fn journey(s: Setup) {
         .assert_gateway_error(401, "TOKEN_REVOKED");
 
     // A restart on the same store still refuses it.
-    let config = std::fs::read_to_string(gw.dir.path().join("config.toml")).unwrap();
-    let rest = config
-        .split_once("\n[jwt]")
-        .map(|(_, r)| format!("[jwt]{r}"))
-        .unwrap()
-        .replace(SECRET, "{secret}");
+    let rest = gw.rest_config();
     drop(gw);
     let gw = Gateway::start(&rest).await;
     gw.get("/api/orders", &[("Authorization", &auth2)])
@@ -501,23 +500,15 @@ async fn kakao_outages_are_502_and_timeouts_504_with_nothing_issued() {
 
     // Connection refused: Kakao's address answers nothing.
     let closed = free_addr();
-    let fake = fake_kakao(&[REDIRECT_URI]).await;
-    let up = Upstream::start("app").await;
-    let db = tempfile::tempdir().unwrap();
-    let config = login_config(
-        &fake,
-        &up,
-        &sqlite_url(db.path()),
-        "require_state = false",
-        "",
-    )
-    .replace(
-        &format!("token_url = \"{}", fake.base_url()),
-        &format!("token_url = \"http://{closed}"),
-    );
-    let gw = Gateway::start(&config).await;
-    let r = gw
-        .send(&json_post(
+    let s = setup_edited(None, "require_state = false", "", |fake, config| {
+        config.replace(
+            &format!("token_url = \"{fake}"),
+            &format!("token_url = \"http://{closed}"),
+        )
+    })
+    .await;
+    let r =
+        s.gw.send(&json_post(
             "/api/auth/kakao/callback",
             &json!({"code": "whatever"}),
             &[],
@@ -690,13 +681,7 @@ async fn two_instances_on_one_postgres_agree_on_logout_within_two_seconds() {
         return;
     };
     let a = seed_setup(Some(&pg)).await;
-    let config = std::fs::read_to_string(a.gw.dir.path().join("config.toml")).unwrap();
-    let rest = config
-        .split_once("\n[jwt]")
-        .map(|(_, r)| format!("[jwt]{r}"))
-        .unwrap()
-        .replace(SECRET, "{secret}");
-    let b = Gateway::start(&rest).await;
+    let b = Gateway::start(&a.gw.rest_config()).await;
     let tokens = seed_login(&a.gw, &a.fake, RYAN).await;
     let auth = bearer(tokens["access_token"].as_str().unwrap());
     assert_eq!(
@@ -740,24 +725,14 @@ async fn two_instances_on_one_postgres_agree_on_logout_within_two_seconds() {
 
 #[tokio::test]
 async fn jwks_publishes_only_the_public_key() {
-    let fake = fake_kakao(&[REDIRECT_URI]).await;
-    let up = Upstream::start("app").await;
-    let db = tempfile::tempdir().unwrap();
-    let config = login_config(
-        &fake,
-        &up,
-        &sqlite_url(db.path()),
-        "require_state = false",
-        "",
-    )
-    .replace(
-        "secret = \"{secret}\"",
-        &format!(
-            "algorithm = \"RS256\"\nprivate_key_file = \"{}\"",
-            fixture("rs256-2048.pem").display()
-        ),
+    let rs256 = format!(
+        "algorithm = \"RS256\"\nprivate_key_file = \"{}\"",
+        fixture("rs256-2048.pem").display()
     );
-    let gw = Gateway::start(&config).await;
+    let Setup { gw, fake, .. } = setup_edited(None, "require_state = false", "", |_, config| {
+        config.replace("secret = \"{secret}\"", &rs256)
+    })
+    .await;
     let r = gw.get("/.well-known/jwks.json", &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let key = &r.json()["keys"][0];

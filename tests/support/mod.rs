@@ -307,6 +307,14 @@ impl Gateway {
         false
     }
 
+    /// This gateway's configuration without `[server]`, to start another one like it (on the
+    /// same store) with [`Gateway::start`].
+    pub fn rest_config(&self) -> String {
+        let config = std::fs::read_to_string(self.dir.path().join("config.toml")).unwrap();
+        let (_, rest) = config.split_once("\n[jwt]").expect("a [jwt] section");
+        format!("[jwt]{rest}").replace(SECRET, "{secret}")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

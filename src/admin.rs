@@ -1,5 +1,5 @@
 //! The admin listener: `/healthz` (liveness) and `/readyz` (readiness). Never on the public
-//! listener. Later issues add `/metrics` here.
+//! listener, and `/metrics` for Prometheus.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::localhttp::{self, Reply};
+use crate::metrics::Metrics;
 use crate::upstreams::Upstream;
 
 /// What readiness depends on.
@@ -46,11 +47,13 @@ impl Readiness {
     }
 }
 
-pub async fn serve(listener: TcpListener, readiness: Arc<Readiness>) {
+pub async fn serve(listener: TcpListener, readiness: Arc<Readiness>, metrics: Arc<Metrics>) {
     localhttp::serve(listener, move |req| {
         let readiness = readiness.clone();
+        let metrics = metrics.clone();
         async move {
             match req.uri().path() {
+                "/metrics" => localhttp::reply(200, "text/plain; version=0.0.4", metrics.render()),
                 "/healthz" => {
                     localhttp::json(200, &json!({"status": "ok", "pid": std::process::id()}))
                 }

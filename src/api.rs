@@ -21,6 +21,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
 use crate::providers::kakao::KakaoClient;
 use crate::providers::ProviderError;
 use crate::routes::check_target;
@@ -114,6 +115,7 @@ pub struct AuthApi {
     refresh_ttl: i64,
     state_ttl: i64,
     jwks: Option<serde_json::Value>,
+    metrics: Arc<Metrics>,
 }
 
 fn now() -> i64 {
@@ -177,11 +179,17 @@ impl AuthApi {
         store: Store,
         verifier: Arc<Verifier>,
         revocations: Arc<Revocations>,
+        metrics: Arc<Metrics>,
     ) -> Result<AuthApi, reqwest::Error> {
         let keys = cfg.jwt.keys.as_ref().expect("validated config has keys");
         Ok(AuthApi {
             prefix: cfg.auth.prefix.clone(),
-            kakao: cfg.kakao.clone().map(KakaoClient::new).transpose()?,
+            kakao: cfg
+                .kakao
+                .clone()
+                .map(|k| KakaoClient::new(k, metrics.provider_duration.clone()))
+                .transpose()?,
+            metrics,
             store,
             issuer: Issuer::new(&cfg.jwt),
             verifier,
@@ -206,7 +214,30 @@ impl AuthApi {
     }
 
     pub async fn handle(&self, req: ApiRequest) -> ApiReply {
-        match self.route(&req).await {
+        let outcome = self.route(&req).await;
+        if req.path.ends_with("/kakao/callback")
+            && !matches!(
+                outcome,
+                Err(GatewayError::NoRoute | GatewayError::MethodNotAllowed)
+            )
+        {
+            let result = match &outcome {
+                Ok(_) => "success",
+                Err(GatewayError::Provider(ProviderError::LoginFailed(_))) => "login_failed",
+                Err(GatewayError::Provider(ProviderError::Unavailable(_))) => {
+                    "provider_unavailable"
+                }
+                Err(GatewayError::Provider(ProviderError::Timeout)) => "provider_timeout",
+                Err(GatewayError::InvalidState) => "invalid_state",
+                Err(GatewayError::Store(_)) => "store_unavailable",
+                Err(_) => "bad_request",
+            };
+            self.metrics
+                .logins
+                .with_label_values(&["kakao", result])
+                .inc();
+        }
+        match outcome {
             Ok(reply) => reply,
             Err(e) => {
                 match &e {
@@ -436,6 +467,14 @@ impl AuthApi {
             .issuer
             .issue_access(&subject)
             .map_err(|e| GatewayError::Internal(format!("signing failed: {e}")))?;
+        self.metrics
+            .tokens_issued
+            .with_label_values(&["access"])
+            .inc();
+        self.metrics
+            .tokens_issued
+            .with_label_values(&["refresh"])
+            .inc();
         Ok(Issued {
             access,
             refresh,
@@ -486,6 +525,7 @@ impl AuthApi {
                 self.sign(Self::subject(&user), token)
             }
             Rotation::Reused { user_id } => {
+                self.metrics.refresh_reuse.inc();
                 tracing::warn!(user_id, "refresh token reused: its whole family is revoked");
                 Err(GatewayError::InvalidRefreshToken("reused"))
             }
@@ -572,6 +612,9 @@ impl AuthApi {
             .revoke_access(&claims.jti, user_id, claims.exp, now())
             .await?;
         self.revocations.revoke(&claims.jti, claims.exp);
+        self.metrics
+            .revoked_tokens
+            .set(self.revocations.len() as i64);
         if let Some(id) = user_id {
             self.store.revoke_user_refresh(id, now()).await?;
         }

@@ -55,6 +55,38 @@ pub struct Config {
     pub kakao: Option<KakaoConfig>,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
+    pub rate_limit: RateLimitConfig,
+    pub log: LogConfig,
+}
+
+/// One rate: a sustained rate per minute and the burst allowed on top; `per_minute = 0` is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// The gateway's own auth routes, per client IP (the seed's middleware: 10 a minute).
+    pub auth: Limit,
+    /// Authenticated requests, per verified `sub`.
+    pub user: Limit,
+    /// Anonymous requests (public routes, and refused tokens), per client IP.
+    pub ip: Limit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// Level for authgate's own records (`error` … `trace`); dependencies stay at `warn`.
+    pub level: String,
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +232,8 @@ pub struct RouteConfig {
     pub upstream: String,
     pub auth: AuthMode,
     pub on_unauthenticated: OnUnauthenticated,
+    /// Overrides the `[rate_limit]` default for this route's scope.
+    pub rate_limit: Option<Limit>,
 }
 
 /// Reads environment overrides; a closure so tests need not touch the process environment.
@@ -249,6 +283,8 @@ impl Config {
                 "kakao",
                 "upstreams",
                 "routes",
+                "rate_limit",
+                "log",
             ],
             &mut p,
         );
@@ -259,6 +295,8 @@ impl Config {
         let auth = read_auth(&top.table("auth", &mut p), &mut p);
         let store = read_store(&top.table("store", &mut p), &mut p);
         let kakao = read_kakao(&top.table("kakao", &mut p), env, &mut p);
+        let rate_limit = read_rate_limit(&top.table("rate_limit", &mut p), &mut p);
+        let log = read_log(&top.table("log", &mut p), &mut p);
         let upstreams: Vec<UpstreamConfig> = top
             .array_of_tables("upstreams", &mut p)
             .iter()
@@ -281,6 +319,8 @@ impl Config {
                 kakao,
                 upstreams,
                 routes,
+                rate_limit,
+                log,
             })
         } else {
             Err(Problems(p))
@@ -621,6 +661,62 @@ fn read_identity(s: &Sec<'_>, p: &mut Vec<Problem>) -> IdentityConfig {
     }
 }
 
+fn read_rate_limit(s: &Sec<'_>, p: &mut Vec<Problem>) -> RateLimitConfig {
+    s.only_keys(
+        &[
+            "auth_per_minute",
+            "auth_burst",
+            "user_per_minute",
+            "user_burst",
+            "ip_per_minute",
+            "ip_burst",
+        ],
+        p,
+    );
+    let limit = |scope: &str, per_minute: u64, burst: u64, p: &mut Vec<Problem>| Limit {
+        per_minute: s.int(&format!("{scope}_per_minute"), per_minute, 0, 1_000_000, p) as u32,
+        burst: s.int(&format!("{scope}_burst"), burst, 1, 1_000_000, p) as u32,
+    };
+    RateLimitConfig {
+        auth: limit("auth", 10, 10, p),
+        user: limit("user", 600, 100, p),
+        ip: limit("ip", 600, 100, p),
+    }
+}
+
+fn read_route_limit(s: &Sec<'_>, p: &mut Vec<Problem>) -> Limit {
+    s.only_keys(&["per_minute", "burst"], p);
+    let per_minute = s.int("per_minute", 60, 0, 1_000_000, p) as u32;
+    Limit {
+        per_minute,
+        burst: s.int("burst", u64::from(per_minute.max(1)), 1, 1_000_000, p) as u32,
+    }
+}
+
+fn read_log(s: &Sec<'_>, p: &mut Vec<Problem>) -> LogConfig {
+    s.only_keys(&["format", "level"], p);
+    let format = match s.string("format", "text", p).as_str() {
+        "json" => LogFormat::Json,
+        "text" => LogFormat::Text,
+        other => {
+            p.push(s.problem("format", format!("{other:?}"), "use \"json\" or \"text\""));
+            LogFormat::Text
+        }
+    };
+    let level = s.string("level", "info", p);
+    if !matches!(
+        level.as_str(),
+        "error" | "warn" | "info" | "debug" | "trace"
+    ) {
+        p.push(s.problem(
+            "level",
+            format!("{level:?}"),
+            "use error, warn, info, debug or trace",
+        ));
+    }
+    LogConfig { format, level }
+}
+
 fn read_store(s: &Sec<'_>, p: &mut Vec<Problem>) -> StoreConfig {
     s.only_keys(&["url", "busy_timeout_ms", "max_connections"], p);
     let url = s.string("url", "sqlite://authgate.db", p);
@@ -846,6 +942,7 @@ fn read_route(s: &Sec<'_>, p: &mut Vec<Problem>) -> RouteConfig {
             "upstream",
             "auth",
             "on_unauthenticated",
+            "rate_limit",
         ],
         p,
     );
@@ -916,6 +1013,10 @@ fn read_route(s: &Sec<'_>, p: &mut Vec<Problem>) -> RouteConfig {
         upstream,
         auth,
         on_unauthenticated,
+        rate_limit: s
+            .t
+            .contains_key("rate_limit")
+            .then(|| read_route_limit(&s.table("rate_limit", p), p)),
     }
 }
 
@@ -1446,6 +1547,58 @@ mod tests {
             !problems.iter().any(|p| p.to_string().contains("hunter2")),
             "password leaked"
         );
+    }
+
+    #[test]
+    fn rate_limits_and_logs_have_defaults_and_per_route_overrides() {
+        let c = parse(&minimal("[routes.rate_limit]\nper_minute = 5\nburst = 2\n")).unwrap();
+        assert_eq!(
+            c.rate_limit.auth,
+            Limit {
+                per_minute: 10,
+                burst: 10
+            }
+        );
+        assert_eq!(
+            c.rate_limit.user,
+            Limit {
+                per_minute: 600,
+                burst: 100
+            }
+        );
+        assert_eq!(
+            c.rate_limit.ip,
+            Limit {
+                per_minute: 600,
+                burst: 100
+            }
+        );
+        assert_eq!(
+            c.routes[0].rate_limit,
+            Some(Limit {
+                per_minute: 5,
+                burst: 2
+            })
+        );
+        assert_eq!(
+            (c.log.format, c.log.level.as_str()),
+            (LogFormat::Text, "info")
+        );
+        let problems = parse(&minimal(
+            "[routes.rate_limit]\nper_min = 5\n[rate_limit]\nauth_burst = 0\n[log]\nformat = \"xml\"\nlevel = \"loud\"\n",
+        ))
+        .err()
+        .unwrap()
+        .0;
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "routes[0].rate_limit.per_min",
+            "rate_limit.auth_burst",
+            "log.format",
+            "log.level",
+        ] {
+            assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        }
     }
 
     #[test]

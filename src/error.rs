@@ -39,6 +39,8 @@ pub enum GatewayError {
     InvalidRefreshToken(&'static str),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("rate limit ({}) exceeded", .0.scope.label())]
+    RateLimited(crate::limits::Exceeded),
 }
 
 /// What the client sees.
@@ -118,6 +120,11 @@ impl GatewayError {
                 "STORE_UNAVAILABLE",
                 "The token store is unavailable; try again shortly.",
             ),
+            GatewayError::RateLimited(_) => (
+                429,
+                "RATE_LIMIT_EXCEEDED",
+                "Too many requests; retry after the time in Retry-After.",
+            ),
         };
         let www_authenticate = match self {
             GatewayError::Token(TokenError::Missing) => Some("Bearer realm=\"authgate\""),
@@ -129,6 +136,38 @@ impl GatewayError {
             code,
             message,
             www_authenticate,
+        }
+    }
+}
+
+impl GatewayError {
+    /// Headers that belong to this error's answer besides the JSON basics.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = Vec::new();
+        if let Some(w) = self.public().www_authenticate {
+            h.push(("www-authenticate", w.to_string()));
+        }
+        if let GatewayError::RateLimited(e) = self {
+            h.push(("retry-after", e.retry_after_secs.to_string()));
+            h.push(("ratelimit-limit", e.limit.to_string()));
+            h.push(("ratelimit-remaining", "0".to_string()));
+            h.push(("ratelimit-reset", e.retry_after_secs.to_string()));
+        }
+        h
+    }
+
+    /// Label for `authgate_auth_failures_total`, for token errors.
+    pub fn auth_failure_reason(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::Token(t) => Some(match t {
+                TokenError::Missing => "missing",
+                TokenError::Multiple => "multiple_headers",
+                TokenError::NotBearer => "not_bearer",
+                TokenError::Expired => "expired",
+                TokenError::Revoked(_) => "revoked",
+                TokenError::Invalid(_) => "invalid",
+            }),
+            _ => None,
         }
     }
 }

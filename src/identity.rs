@@ -120,6 +120,53 @@ pub fn forwarded_for(peer: IpAddr, existing: Option<&[u8]>, trusted: &[IpNet]) -
     }
 }
 
+/// The client's address: the socket peer, unless the peer is a trusted proxy; then the rightmost
+/// `X-Forwarded-For` hop that is not itself a trusted proxy. Only trusted proxies' headers are
+/// read, so a client cannot choose its own address; garbage or an absurdly long chain means the
+/// peer. `X-Real-IP` and `Forwarded` are never read.
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    xff: impl Iterator<Item = &'a [u8]>,
+    trusted: &[IpNet],
+) -> IpAddr {
+    if !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    let mut total = 0;
+    for value in xff {
+        total += value.len();
+        if total > 2048 {
+            return peer;
+        }
+        let Ok(text) = std::str::from_utf8(value) else {
+            return peer;
+        };
+        for hop in text.split(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip),
+                Err(_) => return peer,
+            }
+        }
+    }
+    hops.into_iter()
+        .rev()
+        .find(|ip| !is_trusted(*ip, trusted))
+        .unwrap_or(peer)
+}
+
+/// The rate-limit key for an address: IPv4 as is, IPv6 by its /64 (one subscriber's prefix),
+/// IPv4-mapped IPv6 as the IPv4 address.
+pub fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
+    }
+}
+
 pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
     let peer = match peer {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(peer),
@@ -212,6 +259,61 @@ mod tests {
         let id = new_request_id();
         assert_eq!(id.len(), 32);
         assert_ne!(id, new_request_id());
+    }
+
+    #[test]
+    fn client_ip_is_the_rightmost_untrusted_hop_and_only_behind_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "192.0.2.7".parse::<IpAddr>().unwrap().into(),
+        ];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let ci = |peer: &str, xff: &[&str]| {
+            client_ip(ip(peer), xff.iter().map(|v| v.as_bytes()), &trusted)
+        };
+        // An untrusted peer is the client, whatever it claims.
+        assert_eq!(ci("203.0.113.9", &["1.2.3.4"]), ip("203.0.113.9"));
+        // Behind trusted proxies: the rightmost hop that is not one of them.
+        assert_eq!(
+            ci("10.0.0.1", &["1.2.3.4, 198.51.100.2"]),
+            ip("198.51.100.2")
+        );
+        assert_eq!(
+            ci("10.0.0.1", &["1.2.3.4", "198.51.100.2, 10.9.9.9"]),
+            ip("198.51.100.2")
+        );
+        assert_eq!(
+            ci("10.0.0.1", &["198.51.100.2, 192.0.2.7"]),
+            ip("198.51.100.2")
+        );
+        assert_eq!(ci("10.0.0.1", &[]), ip("10.0.0.1"));
+        assert_eq!(
+            ci("10.0.0.1", &["10.1.1.1"]),
+            ip("10.0.0.1"),
+            "only proxies in the chain"
+        );
+        assert_eq!(ci("10.0.0.1", &["1.2.3.4, garbage"]), ip("10.0.0.1"));
+        assert_eq!(
+            ci("10.0.0.1", &[&"1.2.3.4, ".repeat(400)]),
+            ip("10.0.0.1"),
+            "absurdly long"
+        );
+        assert_eq!(ci("10.0.0.1", &["2001:db8::1"]), ip("2001:db8::1"));
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_key_per_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            rate_key(ip("2001:db8:1:2:aaaa::1")),
+            rate_key(ip("2001:db8:1:2:bbbb::2"))
+        );
+        assert_ne!(
+            rate_key(ip("2001:db8:1:2::1")),
+            rate_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(rate_key(ip("::ffff:198.51.100.2")), ip("198.51.100.2"));
+        assert_eq!(rate_key(ip("198.51.100.2")), ip("198.51.100.2"));
     }
 
     #[test]

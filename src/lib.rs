@@ -17,11 +17,13 @@
 //! providers/     kakao.rs (reqwest client), mock.rs (the fake Kakao for `dev` and the tests)
 //! store/         users, refresh tokens, revocations over sqlx Any (SQLite default, PostgreSQL)
 //! upstreams.rs   one Pingora LoadBalancer per upstream group, health checks, peer timeouts
-//! admin.rs       /healthz and /readyz on the admin listener
+//! limits.rs      governor limiters per client IP / user, with pruning
+//! metrics.rs     every Prometheus metric, in one registry
+//! admin.rs       /healthz, /readyz and /metrics on the admin listener
 //! localhttp.rs   tiny hyper servers on the application runtime (admin, demo, fake Kakao)
 //! demo.rs        the `authgate dev` demo upstream that shows the headers it received
 //! ```
-//! Dependencies point one way: `main -> server -> proxy -> {api, routes, identity, tokens, upstreams,
+//! Dependencies point one way: `main -> server -> proxy -> {api, routes, identity, tokens, upstreams, limits, metrics,
 //! error} -> {providers, store} -> config`. Only `server.rs`, `proxy.rs` and `upstreams.rs` name
 //! Pingora types; `api`, `providers` and `store` run on the application runtime (see `server.rs`).
 
@@ -31,7 +33,9 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod identity;
+pub mod limits;
 pub mod localhttp;
+pub mod metrics;
 pub mod providers;
 pub mod proxy;
 pub mod routes;

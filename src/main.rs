@@ -43,13 +43,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // One TLS crypto provider for the whole process (Pingora's rustls and reqwest both use it).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AUTHGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     match cli.command {
         Command::Check { config } => match Config::load(&config, &config::process_env) {
             Ok(c) => {
@@ -74,7 +67,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => match Config::load(&config, &config::process_env) {
-            Ok(c) => exit(run(c)),
+            Ok(c) => {
+                init_logging(&c.log);
+                exit(run(c))
+            }
             Err(problems) => {
                 eprintln!(
                     "{}: {problems}\nrefusing to start; `authgate check -c {}` lists the same.",
@@ -88,6 +84,29 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
         } => exit(dev(&listen, &admin_listen)),
+    }
+}
+
+/// `[log]` decides the format and authgate's own level; dependencies stay at `warn` so that no
+/// library's debug output (which may print headers) reaches the log. `AUTHGATE_LOG` (an
+/// `EnvFilter` directive) overrides both levels for debugging.
+fn init_logging(log: &config::LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("AUTHGATE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,authgate={}", log.level)));
+    // Colour codes only for a terminal: in files they are raw escape characters.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match log.format {
+        config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        config::LogFormat::Text => builder.init(),
     }
 }
 
@@ -176,6 +195,7 @@ auth = "required"
     let config = Config::parse(&text, std::path::Path::new("."), &|_| None)
         .map_err(|p| anyhow::anyhow!("{p}"))
         .context("dev configuration")?;
+    init_logging(&config.log);
     println!(
         "authgate dev: the offline demo (SQLite in ./authgate-dev.db, a fake Kakao at {kakao})\n\
          \x20 open            http://{listen}/        and click \"Log in with Kakao\"\n\

@@ -15,6 +15,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -29,6 +30,8 @@ use crate::api::{self, ApiReply, ApiRequest, AuthApi};
 use crate::config::{AuthMode, OnUnauthenticated};
 use crate::error::{GatewayError, PublicError};
 use crate::identity::{self, HeaderRules};
+use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::routes::{check_target, Router};
 use crate::tokens::jwt::{AccessClaims, TokenError, Verifier};
 use crate::upstreams::Upstream;
@@ -46,6 +49,8 @@ pub struct Gateway {
     pub trusted_proxies: Vec<IpNet>,
     /// Where `on_unauthenticated = "redirect"` sends browsers.
     pub login_path: String,
+    pub limits: Arc<Limits>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// What `request_filter` decided.
@@ -70,6 +75,13 @@ pub struct RequestCtx {
     tried: Vec<SocketAddr>,
     /// `Set-Cookie` values for the client after a transparent refresh.
     set_cookies: Vec<String>,
+    started: Option<Instant>,
+    /// From the socket peer and trusted proxies only (`identity::client_ip`).
+    client_ip: Option<IpAddr>,
+    /// When the first backend was chosen, for `authgate_upstream_duration_seconds`.
+    upstream_started: Option<Instant>,
+    /// Answered by the gateway's own auth endpoints.
+    is_api: bool,
 }
 
 impl Gateway {
@@ -274,10 +286,8 @@ async fn answer_error(
     err: &GatewayError,
 ) -> Result<PublicError> {
     let public = err.public();
-    let mut extra = Vec::new();
-    if let Some(w) = public.www_authenticate {
-        extra.push(("www-authenticate", w));
-    }
+    let headers = err.headers();
+    let extra: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     write_json(
         session,
         public.status,
@@ -294,7 +304,11 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        self.metrics.in_flight.inc();
+        RequestCtx {
+            started: Some(Instant::now()),
+            ..RequestCtx::default()
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -313,15 +327,51 @@ impl ProxyHttp for Gateway {
             }
             _ => identity::new_request_id(),
         };
-        let err = match self.admit(session, ctx).await {
-            Ok(Step::Proxy) => return Ok(false),
-            Ok(Step::Api) => {
+        let peer = Self::peer_ip(session).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let xff = session
+            .req_header()
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.as_bytes());
+        let client_ip = identity::client_ip(peer, xff, &self.trusted_proxies);
+        ctx.client_ip = Some(client_ip);
+        let key = identity::rate_key(client_ip);
+        let admitted = self.admit(session, ctx).await;
+        // Limits: the auth endpoints per IP; a verified user per `sub`; everyone else, and every
+        // refused token (whatever `sub` it claims), per IP.
+        let limited = match (&admitted, ctx.route) {
+            (Ok(Step::Api), _) => self.limits.check_auth(key),
+            (Ok(Step::Proxy), Some(route)) => match &ctx.claims {
+                Some(c) => self.limits.check_user(route, &c.sub),
+                None => self.limits.check_ip(route, key),
+            },
+            (Err(GatewayError::Token(_)), Some(route)) => self.limits.check_ip(route, key),
+            _ => Ok(()),
+        };
+        let err = match (admitted, limited) {
+            (_, Err(exceeded)) => {
+                self.metrics
+                    .rate_limited
+                    .with_label_values(&[exceeded.scope.label()])
+                    .inc();
+                GatewayError::RateLimited(exceeded)
+            }
+            (Ok(Step::Proxy), Ok(())) => return Ok(false),
+            (Ok(Step::Api), Ok(())) => {
+                ctx.is_api = true;
                 self.serve_api(session, ctx).await?;
                 return Ok(true);
             }
-            Err(err) => err,
+            (Err(err), Ok(())) => err,
         };
-        tracing::info!(request_id = %ctx.request_id, error = %err, "refused");
+        if let Some(reason) = err.auth_failure_reason() {
+            self.metrics
+                .auth_failures
+                .with_label_values(&[reason])
+                .inc();
+        }
+        tracing::debug!(request_id = %ctx.request_id, error = %err, "refused");
         if matches!(err, GatewayError::Token(_)) && self.wants_redirect(session, ctx) {
             let location = self.login_location(session);
             write_json(
@@ -345,6 +395,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<Box<HttpPeer>> {
         let route = &self.router.routes()[ctx.route.expect("request_filter routed")];
         let upstream = &self.upstreams[route.upstream_index];
+        ctx.upstream_started.get_or_insert_with(Instant::now);
         match upstream.select(&ctx.tried) {
             Some(peer) => Ok(Box::new(peer)),
             None => {
@@ -474,7 +525,60 @@ impl ProxyHttp for Gateway {
         for c in ctx.set_cookies.drain(..) {
             resp.append_header("set-cookie", c)?;
         }
+        if let (Some(started), Some(route)) = (ctx.upstream_started, ctx.route) {
+            let upstream = &self.upstreams[self.router.routes()[route].upstream_index];
+            self.metrics
+                .upstream_duration
+                .with_label_values(&[&upstream.name])
+                .observe(started.elapsed().as_secs_f64());
+        }
         Ok(())
+    }
+
+    /// Metrics and the access record; Pingora calls this once per request, however it ended.
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        self.metrics.in_flight.dec();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let route = match (ctx.is_api, ctx.route) {
+            (true, _) => "auth",
+            (false, Some(i)) => self.router.routes()[i].name.as_str(),
+            (false, None) => "unmatched",
+        };
+        let req = session.req_header();
+        let elapsed = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
+        self.metrics
+            .requests
+            .with_label_values(&[
+                route,
+                crate::metrics::method_label(&req.method),
+                status_label(status),
+            ])
+            .inc();
+        self.metrics
+            .request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        let raw = req.raw_path();
+        let path = &raw[..raw.iter().position(|&b| b == b'?').unwrap_or(raw.len())];
+        let upstream = match (ctx.is_api, ctx.route) {
+            (false, Some(i)) if ctx.upstream_started.is_some() => self.upstreams
+                [self.router.routes()[i].upstream_index]
+                .name
+                .as_str(),
+            _ => "",
+        };
+        tracing::info!(
+            target: "authgate::access",
+            request_id = %ctx.request_id,
+            client_ip = %ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            method = %crate::metrics::method_label(&req.method),
+            path = %loggable(path),
+            route,
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            upstream,
+            user_id = %ctx.claims.as_ref().map(|c| loggable(c.sub.as_bytes())).unwrap_or_default(),
+        );
     }
 
     async fn fail_to_proxy(
@@ -497,6 +601,65 @@ impl ProxyHttp for Gateway {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+}
+
+/// A value safe to log: control characters, quotes, backslashes and bytes that are not UTF-8 are
+/// escaped, and it is cut at 512 bytes.
+pub fn loggable(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().min(512));
+    for chunk in bytes[..bytes.len().min(512)].utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '"' || c == '\\' {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logged_values_cannot_forge_lines_or_colours() {
+        assert_eq!(
+            super::loggable(b"/a\x1b[31m\r\nX: y\"\\\xff"),
+            "/a\\u{1b}[31m\\r\\nX: y\\\"\\\\\\xff"
+        );
+        assert_eq!(super::loggable("/안녕".as_bytes()), "/안녕");
+        assert_eq!(super::loggable(&[b'a'; 600]).len(), 512);
+    }
+}
+
+fn status_label(status: u16) -> &'static str {
+    // Interned: the label set stays small and no string is built per request.
+    const LABELS: [&str; 6] = ["0", "1xx", "2xx", "3xx", "4xx", "5xx"];
+    match status {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        206 => "206",
+        101 => "101",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        s => LABELS[(s / 100).min(5) as usize],
     }
 }
 

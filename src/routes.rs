@@ -9,7 +9,7 @@
 //! `/api/%61dmin` cannot dodge a `/api/admin` route). Route prefixes may only use the characters
 //! that are allowed raw, so a raw prefix comparison is then exact.
 
-use crate::config::{AuthMode, OnUnauthenticated, RouteConfig};
+use crate::config::{AuthMode, Limit, OnUnauthenticated, RouteConfig};
 
 /// Why a request target was refused; only logged, the client sees a generic 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -159,6 +159,7 @@ pub struct Route {
     pub upstream_index: usize,
     pub auth: AuthMode,
     pub on_unauthenticated: OnUnauthenticated,
+    pub rate_limit: Option<Limit>,
 }
 
 /// Routes ordered so that the first match is the right one: longest prefix first, and for one
@@ -187,6 +188,7 @@ impl Router {
                 upstream_index: upstream_index(&r.upstream),
                 auth: r.auth,
                 on_unauthenticated: r.on_unauthenticated,
+                rate_limit: r.rate_limit,
             })
             .collect();
         routes.sort_by(|a, b| {
@@ -304,6 +306,7 @@ mod tests {
             upstream: "app".into(),
             auth: AuthMode::Public,
             on_unauthenticated: OnUnauthenticated::Status401,
+            rate_limit: None,
         }
     }
 

@@ -16,6 +16,8 @@ use crate::admin::{self, Readiness};
 use crate::api::AuthApi;
 use crate::config::{redact_url, Config};
 use crate::identity::HeaderRules;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::routes::Router;
 use crate::store::{Store, StoreError};
@@ -56,7 +58,12 @@ async fn load_revocations(store: &Store, revocations: &Revocations) -> Result<i6
 
 /// Every second, picks up revocations written by other instances (or by this one); every hour,
 /// prunes rows nobody can use any more. Store outages only delay it: it resumes from its cursor.
-async fn sync_revocations(store: Store, revocations: Arc<Revocations>, mut cursor: i64) {
+async fn sync_revocations(
+    store: Store,
+    revocations: Arc<Revocations>,
+    mut cursor: i64,
+    metrics: Arc<Metrics>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_prune = std::time::Instant::now();
@@ -73,6 +80,7 @@ async fn sync_revocations(store: Store, revocations: Arc<Revocations>, mut curso
                     revocations.revoke(&jti, exp);
                     cursor = cursor.max(id);
                 }
+                metrics.revoked_tokens.set(revocations.len() as i64);
             }
             Err(e) if !failing => {
                 tracing::warn!(error = %e, "revocation sync failed; verifying from memory until the store is back");
@@ -161,9 +169,31 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
     let cursor = app
         .block_on(load_revocations(&store, &revocations))
         .context("loading revoked tokens")?;
-    app.spawn(sync_revocations(store.clone(), revocations.clone(), cursor));
-    let api = AuthApi::new(&config, store, verifier.clone(), revocations)
-        .context("building the Kakao client")?;
+    let metrics = Arc::new(Metrics::new());
+    app.spawn(sync_revocations(
+        store.clone(),
+        revocations.clone(),
+        cursor,
+        metrics.clone(),
+    ));
+    let api = AuthApi::new(
+        &config,
+        store,
+        verifier.clone(),
+        revocations,
+        metrics.clone(),
+    )
+    .context("building the Kakao client")?;
+    let limits = Arc::new(Limits::new(&config.rate_limit, router.routes()));
+    let pruned = limits.clone();
+    app.spawn(async move {
+        let mut tick = tokio::time::interval(crate::limits::PRUNE_EVERY);
+        loop {
+            tick.tick().await;
+            let keys = pruned.prune();
+            tracing::debug!(keys, "rate-limit keys after pruning");
+        }
+    });
     if config.kakao.is_none() {
         tracing::warn!("kakao.client_id is empty: login routes are off, tokens are only verified");
     }
@@ -176,6 +206,8 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
         headers: HeaderRules::new(&config.identity),
         trusted_proxies: config.server.trusted_proxies.clone(),
         login_path: config.auth.login_path(),
+        limits,
+        metrics: metrics.clone(),
     };
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "authgate");
@@ -187,7 +219,7 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
         "drain watch",
         DrainWatch(readiness.clone()),
     ));
-    app.spawn(admin::serve(admin_listener, readiness));
+    app.spawn(admin::serve(admin_listener, readiness, metrics));
 
     tracing::info!(
         listen = %config.server.listen,

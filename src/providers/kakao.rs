@@ -18,6 +18,8 @@ const MAX_BODY: usize = 64 * 1024;
 pub struct KakaoClient {
     http: reqwest::Client,
     cfg: KakaoConfig,
+    /// `authgate_provider_request_duration_seconds{provider, endpoint}`.
+    durations: prometheus::HistogramVec,
 }
 
 #[derive(Deserialize)]
@@ -62,7 +64,10 @@ struct Profile {
 }
 
 impl KakaoClient {
-    pub fn new(cfg: KakaoConfig) -> Result<KakaoClient, reqwest::Error> {
+    pub fn new(
+        cfg: KakaoConfig,
+        durations: prometheus::HistogramVec,
+    ) -> Result<KakaoClient, reqwest::Error> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_millis(cfg.timeout_ms))
@@ -70,7 +75,11 @@ impl KakaoClient {
             .no_proxy()
             .user_agent(concat!("authgate/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(KakaoClient { http, cfg })
+        Ok(KakaoClient {
+            http,
+            cfg,
+            durations,
+        })
     }
 
     pub fn config(&self) -> &KakaoConfig {
@@ -101,7 +110,18 @@ impl KakaoClient {
         code: &str,
         code_verifier: Option<&str>,
     ) -> Result<ProviderUser, ProviderError> {
-        let token = self.exchange(code, code_verifier).await?;
+        // Timers observe when dropped, on every path.
+        let token = {
+            let _timer = self
+                .durations
+                .with_label_values(&["kakao", "token"])
+                .start_timer();
+            self.exchange(code, code_verifier).await?
+        };
+        let _timer = self
+            .durations
+            .with_label_values(&["kakao", "userinfo"])
+            .start_timer();
         self.me(&token).await
     }
 

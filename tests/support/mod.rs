@@ -267,7 +267,7 @@ impl Gateway {
                 // The default store (sqlite://authgate.db) lands in the test's own folder.
                 .current_dir(dir.path())
                 .env_remove("JWT_SECRET_KEY")
-                .env("AUTHGATE_LOG", "info")
+                .env_remove("AUTHGATE_LOG")
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
@@ -561,6 +561,10 @@ secret = "{{secret}}"
 [store]
 url = "{store_url}"
 busy_timeout_ms = 300
+[rate_limit]
+# These tests log in many times from one address; the limits have tests of their own.
+auth_per_minute = 100000
+auth_burst = 100000
 [auth]
 {auth_extra}
 [kakao]
@@ -670,4 +674,24 @@ pub async fn open_store(url: &str) -> authgate::store::Store {
 
 pub fn sqlite_url(gw_dir: &Path) -> String {
     format!("sqlite://{}", gw_dir.join("authgate.db").display())
+}
+
+/// Like [`raw`], from a chosen loopback source address (127.0.0.2, ...): another client.
+pub async fn raw_from(source: &str, addr: SocketAddr, request: &str) -> RawResponse {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf)).await;
+    parse_response(&buf)
+}
+
+/// The value of one sample line of a Prometheus scrape, e.g.
+/// `metric(text, "authgate_logins_total{provider=\"kakao\",result=\"success\"}")`.
+pub fn metric(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.trim().parse().ok())
+    })
 }

@@ -1,0 +1,272 @@
+//! Rate limits (governor, GCRA): the gateway's auth routes per client IP, authenticated requests
+//! per verified user, anonymous requests per client IP, each overridable per route. The client IP
+//! comes from `identity::client_ip`, so rotating `X-Forwarded-For` from an untrusted peer changes
+//! nothing. Keys are pruned by [`Limits::prune`] so memory stays bounded however many distinct
+//! clients pass.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::config::{AuthMode, Limit, RateLimitConfig};
+use crate::routes::Route;
+
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+
+/// Which limit refused a request (the `scope` metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Auth,
+    User,
+    Ip,
+}
+
+impl Scope {
+    pub fn label(self) -> &'static str {
+        match self {
+            Scope::Auth => "auth",
+            Scope::User => "user",
+            Scope::Ip => "ip",
+        }
+    }
+}
+
+/// A refusal, with what the 429's headers say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exceeded {
+    pub scope: Scope,
+    /// `RateLimit-Limit`: the burst.
+    pub limit: u32,
+    /// Seconds until a request would be allowed (`Retry-After`, `RateLimit-Reset`).
+    pub retry_after_secs: u64,
+}
+
+struct Limiter<K: std::hash::Hash + Eq + Clone> {
+    inner: Option<Keyed<K>>,
+    limit: Limit,
+    scope: Scope,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Limiter<K> {
+    fn new(limit: Limit, scope: Scope) -> Limiter<K> {
+        let inner = NonZeroU32::new(limit.per_minute).map(|per_minute| {
+            let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst))
+                .with_middleware::<StateInformationMiddleware>()
+        });
+        Limiter {
+            inner,
+            limit,
+            scope,
+        }
+    }
+
+    fn check(&self, key: &K) -> Result<(), Exceeded> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        inner
+            .check_key(key)
+            .map(|_| ())
+            .map_err(|not_until| Exceeded {
+                scope: self.scope,
+                limit: self.limit.burst,
+                retry_after_secs: not_until
+                    .wait_time_from(DefaultClock::default().now())
+                    .as_secs_f64()
+                    .ceil()
+                    .max(1.0) as u64,
+            })
+    }
+
+    fn prune(&self) -> usize {
+        match &self.inner {
+            Some(inner) => {
+                inner.retain_recent();
+                inner.shrink_to_fit();
+                inner.len()
+            }
+            None => 0,
+        }
+    }
+}
+
+/// The limiters for one route: its user and IP scopes, with its overrides.
+struct RouteLimiters {
+    user: Limiter<Box<str>>,
+    ip: Limiter<IpAddr>,
+}
+
+pub struct Limits {
+    auth: Limiter<IpAddr>,
+    /// Indexed like the router's routes (`Router::routes()`), built from the same configs.
+    routes: Vec<RouteLimiters>,
+}
+
+impl Limits {
+    /// `routes` as `Router::routes()` orders them.
+    pub fn new(cfg: &RateLimitConfig, routes: &[Route]) -> Limits {
+        let routes = routes
+            .iter()
+            .map(|r| {
+                // A route's override sets the limit of the scope its requests are keyed by.
+                let user = match (r.rate_limit, r.auth) {
+                    (Some(l), AuthMode::Required | AuthMode::Optional) => l,
+                    _ => cfg.user,
+                };
+                let ip = match (r.rate_limit, r.auth) {
+                    (Some(l), AuthMode::Public | AuthMode::Optional) => l,
+                    _ => cfg.ip,
+                };
+                RouteLimiters {
+                    user: Limiter::new(user, Scope::User),
+                    ip: Limiter::new(ip, Scope::Ip),
+                }
+            })
+            .collect();
+        Limits {
+            auth: Limiter::new(cfg.auth, Scope::Auth),
+            routes,
+        }
+    }
+
+    /// The gateway's own auth endpoints, per client IP.
+    pub fn check_auth(&self, ip: IpAddr) -> Result<(), Exceeded> {
+        self.auth.check(&ip)
+    }
+
+    /// An authenticated request on `route`, per verified user.
+    pub fn check_user(&self, route: usize, sub: &str) -> Result<(), Exceeded> {
+        let limiter = &self.routes[route].user;
+        if limiter.inner.is_none() {
+            return Ok(());
+        }
+        limiter.check(&Box::from(sub))
+    }
+
+    /// An anonymous request on `route` (or one whose token was refused), per client IP.
+    pub fn check_ip(&self, route: usize, ip: IpAddr) -> Result<(), Exceeded> {
+        self.routes[route].ip.check(&ip)
+    }
+
+    /// Forgets keys whose limit has fully recovered; returns how many keys remain.
+    pub fn prune(&self) -> usize {
+        self.auth.prune()
+            + self
+                .routes
+                .iter()
+                .map(|r| r.user.prune() + r.ip.prune())
+                .sum::<usize>()
+    }
+}
+
+/// How often [`Limits::prune`] should run.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OnUnauthenticated;
+
+    fn route(auth: AuthMode, rate_limit: Option<Limit>) -> Route {
+        Route {
+            name: "r".into(),
+            path_prefix: "/".into(),
+            host: None,
+            methods: vec![],
+            upstream: "app".into(),
+            upstream_index: 0,
+            auth,
+            on_unauthenticated: OnUnauthenticated::Status401,
+            rate_limit,
+        }
+    }
+
+    fn cfg() -> RateLimitConfig {
+        RateLimitConfig {
+            auth: Limit {
+                per_minute: 10,
+                burst: 10,
+            },
+            user: Limit {
+                per_minute: 60,
+                burst: 3,
+            },
+            ip: Limit {
+                per_minute: 60,
+                burst: 2,
+            },
+        }
+    }
+
+    #[test]
+    fn the_eleventh_auth_request_in_a_minute_is_refused_for_that_ip_only() {
+        let r = route(AuthMode::Public, None);
+        let limits = Limits::new(&cfg(), &[r]);
+        let a: IpAddr = "198.51.100.1".parse().unwrap();
+        let b: IpAddr = "198.51.100.2".parse().unwrap();
+        for _ in 0..10 {
+            limits.check_auth(a).unwrap();
+        }
+        let e = limits.check_auth(a).unwrap_err();
+        assert_eq!((e.scope, e.limit), (Scope::Auth, 10));
+        assert!((1..=6).contains(&e.retry_after_secs), "{e:?}");
+        limits.check_auth(b).unwrap();
+    }
+
+    #[test]
+    fn users_do_not_share_limits_and_overrides_apply() {
+        let required = route(AuthMode::Required, None);
+        let tight = route(
+            AuthMode::Required,
+            Some(Limit {
+                per_minute: 60,
+                burst: 1,
+            }),
+        );
+        let off = route(
+            AuthMode::Public,
+            Some(Limit {
+                per_minute: 0,
+                burst: 1,
+            }),
+        );
+        let limits = Limits::new(&cfg(), &[required, tight, off]);
+        for _ in 0..3 {
+            limits.check_user(0, "alice").unwrap();
+        }
+        assert!(limits.check_user(0, "alice").is_err());
+        limits.check_user(0, "bob").unwrap();
+        limits.check_user(1, "carol").unwrap();
+        assert!(limits.check_user(1, "carol").is_err());
+        let ip: IpAddr = "203.0.113.5".parse().unwrap();
+        for _ in 0..100 {
+            limits.check_ip(2, ip).unwrap();
+        }
+    }
+
+    #[test]
+    fn pruning_forgets_recovered_keys() {
+        let r = route(AuthMode::Public, None);
+        let limits = Limits::new(
+            &RateLimitConfig {
+                ip: Limit {
+                    per_minute: 6_000_000,
+                    burst: 1,
+                },
+                ..cfg()
+            },
+            &[r],
+        );
+        for i in 0..1000u32 {
+            limits.check_ip(0, IpAddr::from(i.to_be_bytes())).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(limits.prune(), 0);
+    }
+}

@@ -801,3 +801,29 @@ async fn auth_routes_answer_wrong_methods_and_bodies_clearly() {
         .assert_gateway_error(401, "UNAUTHORIZED");
     assert_eq!(s.up.count(), 0, "auth routes never reach the upstream");
 }
+
+#[tokio::test]
+async fn an_email_is_kept_only_when_kakao_marks_it_valid_and_verified() {
+    let s = seed_setup(None).await;
+    // 어피치 has an email Kakao has not verified; 무지 gave no email consent.
+    for user in [1_000_002, 1_000_003] {
+        let tokens = seed_login(&s.gw, &s.fake, user).await;
+        let auth = bearer(tokens["access_token"].as_str().unwrap());
+        let profile =
+            s.gw.get("/api/auth/profile", &[("Authorization", &auth)])
+                .await
+                .json();
+        assert_eq!(profile["email"], "", "{profile}");
+        assert_eq!(profile["username"], format!("kakao_{user}"));
+        assert_eq!(
+            s.gw.get("/api/orders", &[("Authorization", &auth)])
+                .await
+                .status,
+            200
+        );
+        assert!(
+            s.up.last().all("X-User-Email").is_empty(),
+            "no email header without a verified email"
+        );
+    }
+}

@@ -1,19 +1,25 @@
-//! Micro-benchmarks of the per-request work: target check + routing, forged-header detection,
-//! and HS256 verification including the revocation lookup. Run with `cargo bench`.
+//! Micro-benchmarks of the per-request work: token verification (HS256, RS256, EdDSA; with and
+//! without the verified-token cache), the revocation lookup with 1,000,000 revoked entries, the
+//! rate-limit check, and route match + header rewrite. `cargo bench --bench hot_path`; CI only
+//! runs them once in test mode.
 
 use std::hint::black_box;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use authgate::config::Config;
-use authgate::identity::HeaderRules;
+use authgate::identity::{self, HeaderRules};
+use authgate::limits::Limits;
 use authgate::routes::{check_target, Router};
 use authgate::tokens::jwt::{Issuer, Subject, Verifier};
 use authgate::tokens::revocation::Revocations;
 use criterion::{criterion_group, criterion_main, Criterion};
 
-const CONFIG: &str = r#"
+fn config(jwt: &str) -> Config {
+    let text = format!(
+        r#"
 [jwt]
-secret = "benchmark-secret-0123456789abcdef0123456789"
+{jwt}
 [[upstreams]]
 name = "app"
 addrs = ["127.0.0.1:3000"]
@@ -35,58 +41,130 @@ name = "health"
 path_prefix = "/api/health"
 upstream = "app"
 auth = "public"
-"#;
+"#
+    );
+    Config::parse(
+        &text,
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        &|_| None,
+    )
+    .expect("bench config")
+}
 
-fn hot_path(c: &mut Criterion) {
-    let config = Config::parse(CONFIG, std::path::Path::new("."), &|_| None).expect("bench config");
-    let router = Router::new(&config.routes, |_| 0);
-    let rules = HeaderRules::new(&config.identity);
-    let revocations = Arc::new(Revocations::new());
-    for i in 0..10_000 {
-        revocations.revoke(&format!("revoked-{i}"), i64::MAX / 2);
-    }
-    let verifier = Verifier::new(&config.jwt, revocations);
-    let who = Subject {
+fn who() -> Subject {
+    Subject {
         user_id: 42,
         username: "kakao_42".into(),
         email: Some("user42@example.com".into()),
         nickname: Some("Forty Two".into()),
         provider: "kakao".into(),
-    };
-    let (token, _) = Issuer::new(&config.jwt).issue_access(&who).unwrap();
+    }
+}
 
-    c.bench_function("check_target + route", |b| {
+fn verification(c: &mut Criterion) {
+    let mut group = c.benchmark_group("verify");
+    for (name, jwt) in [
+        (
+            "HS256",
+            "secret = \"benchmark-secret-0123456789abcdef0123456789\"",
+        ),
+        (
+            "RS256",
+            "algorithm = \"RS256\"\nprivate_key_file = \"tests/fixtures/rs256-2048.pem\"",
+        ),
+        (
+            "EdDSA",
+            "algorithm = \"EdDSA\"\nprivate_key_file = \"tests/fixtures/ed25519.pem\"",
+        ),
+    ] {
+        for cached in [false, true] {
+            let entries = if cached { 10_000 } else { 0 };
+            let cfg = config(&format!("{jwt}\nverified_cache_entries = {entries}"));
+            let verifier = Verifier::new(&cfg.jwt, Arc::new(Revocations::new()));
+            let (token, _) = Issuer::new(&cfg.jwt).issue_access(&who()).unwrap();
+            let label = format!("{name}{}", if cached { " cached" } else { "" });
+            group.bench_function(label, |b| {
+                b.iter(|| black_box(verifier.verify(black_box(&token)).unwrap().exp))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn revocation(c: &mut Criterion) {
+    let revocations = Revocations::new();
+    for i in 0..1_000_000 {
+        revocations.revoke(&format!("{i:032x}"), i64::MAX / 2);
+    }
+    let mut group = c.benchmark_group("revocation, 1,000,000 revoked");
+    let present = format!("{:032x}", 123_456);
+    let absent = format!("{:032x}", 9_999_999);
+    group.bench_function("hit", |b| {
+        b.iter(|| black_box(revocations.is_revoked(black_box(&present))))
+    });
+    group.bench_function("miss", |b| {
+        b.iter(|| black_box(revocations.is_revoked(black_box(&absent))))
+    });
+    group.finish();
+}
+
+fn rate_limit(c: &mut Criterion) {
+    let cfg = config("secret = \"benchmark-secret-0123456789abcdef0123456789\"\n[rate_limit]\nuser_per_minute = 1000000\nuser_burst = 1000000\nip_per_minute = 1000000\nip_burst = 1000000");
+    let router = Router::new(&cfg.routes, |_| 0);
+    let limits = Limits::new(&cfg.rate_limit, router.routes());
+    let ip: IpAddr = "198.51.100.7".parse().unwrap();
+    let mut group = c.benchmark_group("rate limit");
+    group.bench_function("per user", |b| {
+        b.iter(|| black_box(limits.check_user(1, black_box("42")).is_ok()))
+    });
+    group.bench_function("per ip", |b| {
         b.iter(|| {
-            let path = check_target(black_box(b"/api/orders/123?expand=items")).unwrap();
             black_box(
-                router
-                    .find(Some("gateway.example"), path, &http::Method::GET)
-                    .unwrap()
-                    .0,
+                limits
+                    .check_ip(0, black_box(identity::rate_key(ip)))
+                    .is_ok(),
             )
         })
     });
+    group.finish();
+}
+
+fn route_and_headers(c: &mut Criterion) {
+    let cfg = config("secret = \"benchmark-secret-0123456789abcdef0123456789\"");
+    let router = Router::new(&cfg.routes, |_| 0);
+    let rules = HeaderRules::new(&cfg.identity);
     let names = [
         "host",
         "user-agent",
         "accept",
+        "accept-encoding",
         "authorization",
         "x-request-id",
         "cookie",
         "x_user_id",
     ];
-    c.bench_function("forged header scan (7 headers)", |b| {
+    c.bench_function("route match + header rewrite", |b| {
         b.iter(|| {
-            names
+            let path = check_target(black_box(b"/api/orders/123?expand=items")).unwrap();
+            let route = router
+                .find(Some("gateway.example"), path, &http::Method::GET)
+                .unwrap()
+                .0;
+            let forged = names
                 .iter()
                 .filter(|n| rules.is_forgeable(black_box(n)))
-                .count()
+                .count();
+            let xff = identity::forwarded_for(black_box("203.0.113.9".parse().unwrap()), None, &[]);
+            black_box((route, forged, xff))
         })
-    });
-    c.bench_function("verify HS256 + revocation lookup", |b| {
-        b.iter(|| black_box(verifier.verify(black_box(&token)).unwrap().exp))
     });
 }
 
-criterion_group!(benches, hot_path);
+criterion_group!(
+    benches,
+    verification,
+    revocation,
+    rate_limit,
+    route_and_headers
+);
 criterion_main!(benches);

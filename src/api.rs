@@ -540,7 +540,7 @@ impl AuthApi {
         &self,
         presented: &str,
         secure: bool,
-    ) -> Result<(AccessClaims, Vec<String>), GatewayError> {
+    ) -> Result<(Arc<AccessClaims>, Vec<String>), GatewayError> {
         let issued = self.rotate(presented).await?;
         let claims = self.verifier.verify(&issued.access)?;
         let reply = self.session_cookies(ApiReply::json(200, json!({})), &issued, secure);
@@ -556,7 +556,7 @@ impl AuthApi {
     }
 
     /// The caller's verified access token: `Authorization: Bearer`, else the access cookie.
-    fn caller(&self, req: &ApiRequest) -> Result<AccessClaims, GatewayError> {
+    fn caller(&self, req: &ApiRequest) -> Result<Arc<AccessClaims>, GatewayError> {
         let values = req
             .headers
             .get_all(http::header::AUTHORIZATION)

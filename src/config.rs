@@ -165,6 +165,8 @@ pub struct JwtConfig {
     pub access_ttl_minutes: u64,
     pub refresh_ttl_days: u64,
     pub leeway_seconds: u64,
+    /// How many verified tokens to remember (0 = verify every signature).
+    pub verified_cache_entries: u64,
     /// `None` only while the configuration has problems.
     pub keys: Option<Arc<JwtKeys>>,
 }
@@ -392,6 +394,7 @@ fn read_jwt(s: &Sec<'_>, base: &Path, env: EnvLookup<'_>, p: &mut Vec<Problem>) 
             "access_ttl_minutes",
             "refresh_ttl_days",
             "leeway_seconds",
+            "verified_cache_entries",
         ],
         p,
     );
@@ -419,6 +422,7 @@ fn read_jwt(s: &Sec<'_>, base: &Path, env: EnvLookup<'_>, p: &mut Vec<Problem>) 
     let refresh_ttl_days = env_int(env, "JWT_REFRESH_TOKEN_EXPIRE_DAYS", 1, 365, p)
         .unwrap_or_else(|| s.int("refresh_ttl_days", 7, 1, 365, p));
     let leeway_seconds = s.int("leeway_seconds", 30, 0, 300, p);
+    let verified_cache_entries = s.int("verified_cache_entries", 10_000, 0, 10_000_000, p);
 
     let keys = match algorithm {
         JwtAlgorithm::HS256 => hs256_keys(s, &secret, p),
@@ -440,6 +444,7 @@ fn read_jwt(s: &Sec<'_>, base: &Path, env: EnvLookup<'_>, p: &mut Vec<Problem>) 
         access_ttl_minutes,
         refresh_ttl_days,
         leeway_seconds,
+        verified_cache_entries,
         keys: keys.map(Arc::new),
     }
 }

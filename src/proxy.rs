@@ -66,7 +66,7 @@ pub struct RequestCtx {
     /// Index into `Gateway::router.routes()`.
     route: Option<usize>,
     /// Set only after the token verified.
-    claims: Option<AccessClaims>,
+    claims: Option<Arc<AccessClaims>>,
     request_id: String,
     /// An error chosen by our own hooks, so `fail_to_proxy` answers it rather than guessing
     /// from Pingora's error type.

@@ -110,6 +110,11 @@ pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
     revocations: Arc<Revocations>,
+    /// Tokens whose signature and claims already verified, keyed by the whole token: a hit
+    /// skips the signature and JSON work, never the expiry and revocation checks. Only tokens
+    /// that verified are ever inserted, so a forged token can only miss.
+    verified: Option<moka::sync::Cache<Box<str>, Arc<AccessClaims>>>,
+    leeway: i64,
 }
 
 impl Verifier {
@@ -122,10 +127,21 @@ impl Verifier {
         validation.set_issuer(&[&cfg.issuer]);
         validation.set_audience(&[&cfg.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let verified = (cfg.verified_cache_entries > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(cfg.verified_cache_entries)
+                // Past its expiry (and leeway) an entry is useless; the check below refuses it anyway.
+                .time_to_live(std::time::Duration::from_secs(
+                    cfg.access_ttl_minutes * 60 + cfg.leeway_seconds,
+                ))
+                .build()
+        });
         Verifier {
             key: keys.decoding.clone(),
             validation,
             revocations,
+            verified,
+            leeway: cfg.leeway_seconds as i64,
         }
     }
 
@@ -149,7 +165,31 @@ impl Verifier {
         Ok(Some(token))
     }
 
-    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+    pub fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {
+        let claims = match self.verified.as_ref().and_then(|c| c.get(token)) {
+            Some(claims) => {
+                let now = jsonwebtoken::get_current_timestamp() as i64;
+                if claims.exp + self.leeway < now {
+                    return Err(TokenError::Expired);
+                }
+                claims
+            }
+            None => {
+                let claims = Arc::new(self.verify_signed(token)?);
+                if let Some(cache) = &self.verified {
+                    cache.insert(token.into(), claims.clone());
+                }
+                claims
+            }
+        };
+        if self.revocations.is_revoked(&claims.jti) {
+            return Err(TokenError::Revoked(claims.jti.clone()));
+        }
+        Ok(claims)
+    }
+
+    /// Signature, algorithm and every claim rule; no cache, no revocation.
+    fn verify_signed(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let data = jsonwebtoken::decode::<AccessClaims>(token, &self.key, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -164,9 +204,6 @@ impl Verifier {
         }
         if claims.jti.is_empty() || claims.sub.is_empty() {
             return Err(TokenError::Invalid("empty sub or jti".into()));
-        }
-        if self.revocations.is_revoked(&claims.jti) {
-            return Err(TokenError::Revoked(claims.jti));
         }
         Ok(claims)
     }
@@ -303,9 +340,45 @@ mod tests {
         let (token, exp) = Issuer::new(&cfg.jwt).issue_access(&who).unwrap();
         let c = verifier().verify(&token).unwrap();
         assert_eq!(
-            (c.sub.as_str(), c.exp, c.email, c.nickname.as_deref()),
+            (
+                c.sub.as_str(),
+                c.exp,
+                c.email.clone(),
+                c.nickname.as_deref()
+            ),
             ("42", exp, None, Some("n"))
         );
+    }
+
+    #[test]
+    fn cached_tokens_still_expire_and_can_be_revoked() {
+        let text = format!(
+            "[jwt]\nsecret = \"{SECRET}\"\nleeway_seconds = 0\n[[upstreams]]\nname=\"a\"\naddrs=[\"127.0.0.1:1\"]\n\
+             [[routes]]\nname=\"r\"\npath_prefix=\"/\"\nupstream=\"a\"\n"
+        );
+        let cfg = Config::parse(&text, std::path::Path::new("."), &|_| None).unwrap();
+        let v = Verifier::new(&cfg.jwt, Arc::new(Revocations::new()));
+        let mut short = claims();
+        short["exp"] = json!(now() + 1);
+        short["jti"] = json!("short");
+        let short = sign(jsonwebtoken::Algorithm::HS256, &short);
+        let long = sign(jsonwebtoken::Algorithm::HS256, &claims());
+        assert!(v.verify(&short).is_ok() && v.verify(&long).is_ok());
+        assert!(
+            v.verified.as_ref().unwrap().contains_key(long.as_str()),
+            "verified tokens are cached"
+        );
+        // A cached token is still checked for revocation...
+        v.revocations.revoke("j1", now() + 600);
+        assert_eq!(v.verify(&long), Err(TokenError::Revoked("j1".into())));
+        // ...and for expiry.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(v.verify(&short), Err(TokenError::Expired));
+        // A token that failed is never cached.
+        let mut bad = long.clone();
+        bad.push('x');
+        assert!(v.verify(&bad).is_err());
+        assert!(!v.verified.as_ref().unwrap().contains_key(bad.as_str()));
     }
 
     #[test]

@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# End-to-end load benchmark, loopback only. Starts a fast upstream (nginx serving a small JSON
+# body), then measures, one at a time and interleaved over ROUNDS rounds:
+#   authgate       JWT-protected route (HS256 verify, revocation, rate limit, header rewrite)
+#   haproxy-jwt    HAProxy jwt_verify on the same token, X-User-Id from `sub`
+#   bare-pingora   Pingora forwarding with no auth (examples/bare_pingora.rs, same profile)
+#   nginx-proxy    nginx proxy_pass, no auth: the reference ceiling
+# Servers are pinned to CPU 0, wrk (1 thread, 64 connections) to CPU 1. Then authgate's RSS idle,
+# with 1,000,000 revoked tokens, and after 1,000,000 distinct client IPs.
+#
+# Usage: benches/load.sh            (DURATION=10 ROUNDS=3 CONNECTIONS=64 to change)
+# Needs nginx, haproxy, wrk and python3; installs the first three from Debian's packages if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-64}
+SECRET="load-benchmark-secret-0123456789abcdef0123"
+UP=18080 AG=18081 AG_ADMIN=18091 BARE=18082 NGX=18083 HAP=18084 AGN=18085 AGN_ADMIN=18095
+
+missing=()
+for tool in nginx haproxy wrk; do
+  command -v $tool >/dev/null 2>&1 || [ -x /usr/sbin/$tool ] || missing+=($tool)
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+
+scripts/ensure-tools
+cargo build --release --locked --bin authgate --example bare_pingora --example login_load >&2
+BIN=target/release/authgate
+BARE_BIN=target/release/examples/bare_pingora
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+start() { # name, command...
+  local name=$1; shift
+  taskset -c 0 "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  pids+=($!)
+}
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "port $1 never opened" >&2; return 1
+}
+
+# --- the servers --------------------------------------------------------------------------
+cat >"$work/nginx-up.conf" <<EOF
+worker_processes 1; daemon off; pid $work/nginx-up.pid; error_log $work/nginx-up.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$UP; location / { default_type application/json; return 200 '{"ok":true,"app":"bench"}'; } } }
+EOF
+cat >"$work/nginx-proxy.conf" <<EOF
+worker_processes 1; daemon off; pid $work/nginx-proxy.pid; error_log $work/nginx-proxy.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  upstream app { server 127.0.0.1:$UP; keepalive 128; }
+  server { listen 127.0.0.1:$NGX; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+EOF
+cat >"$work/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+frontend fe
+  bind 127.0.0.1:$HAP
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request deny status 401 unless { var(txn.alg) -m str HS256 }
+  http-request deny status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"$SECRET") -m int 1 }
+  http-request del-header X-User-Id
+  http-request set-header X-User-Id %[var(txn.bearer),jwt_payload_query('\$.sub')]
+  default_backend be
+backend be
+  http-reuse always
+  server up 127.0.0.1:$UP
+EOF
+cat >"$work/authgate.toml" <<EOF
+[server]
+listen = "127.0.0.1:$AG"
+admin_listen = "127.0.0.1:$AG_ADMIN"
+threads = 1
+grace_period_seconds = 0
+trusted_proxies = ["127.0.0.1/32"]
+[jwt]
+secret = "$SECRET"
+[store]
+url = "sqlite://$work/authgate.db"
+[rate_limit]
+user_per_minute = 1000000
+user_burst = 1000000
+ip_per_minute = 1000000
+ip_burst = 1000000
+[log]
+level = "warn"
+[[upstreams]]
+name = "app"
+addrs = ["127.0.0.1:$UP"]
+[[routes]]
+name = "api"
+path_prefix = "/api"
+upstream = "app"
+auth = "required"
+[[routes]]
+name = "public"
+path_prefix = "/public"
+upstream = "app"
+auth = "public"
+EOF
+
+start nginx-up "$NGINX" -c "$work/nginx-up.conf"
+start nginx-proxy "$NGINX" -c "$work/nginx-proxy.conf"
+start haproxy "$HAPROXY" -f "$work/haproxy.cfg"
+start bare-pingora "$BARE_BIN" "127.0.0.1:$BARE" "127.0.0.1:$UP" 1
+start authgate "$BIN" run -c "$work/authgate.toml"
+AG_PID=${pids[-1]}
+# The same gateway verifying every signature (no verified-token cache), to show what it saves.
+sed -e "s/:$AG\"/:$AGN\"/; s/:$AG_ADMIN\"/:$AGN_ADMIN\"/; s|authgate.db|authgate-nocache.db|; s/^\[jwt\]/[jwt]\nverified_cache_entries = 0/" \
+  "$work/authgate.toml" >"$work/authgate-nocache.toml"
+start authgate-nocache "$BIN" run -c "$work/authgate-nocache.toml"
+AGN_PID=${pids[-1]}
+for p in $UP $NGX $HAP $BARE $AG $AGN; do wait_port $p; done
+
+TOKEN=$(python3 - "$SECRET" <<'EOF'
+import base64, hashlib, hmac, json, sys, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+now = int(time.time())
+h = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+p = b64(json.dumps({"sub": "42", "user_id": 42, "email": "u@example.com", "nickname": "bench", "provider": "kakao",
+                    "type": "access", "jti": "bench-1", "iat": now, "exp": now + 3600, "iss": "authgate", "aud": "authgate"}).encode())
+sig = b64(hmac.new(sys.argv[1].encode(), f"{h}.{p}".encode(), hashlib.sha256).digest())
+print(f"{h}.{p}.{sig}")
+EOF
+)
+BAD="${TOKEN%.*}.AAAA${TOKEN##*.}"
+
+status() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" "http://127.0.0.1:$1/api/bench"; }
+PEERS="authgate authgate-nocache haproxy-jwt bare-pingora nginx-proxy"
+declare -A PORT=([authgate]=$AG [authgate-nocache]=$AGN [haproxy-jwt]=$HAP [bare-pingora]=$BARE [nginx-proxy]=$NGX)
+for peer in $PEERS; do
+  s=$(status ${PORT[$peer]} "$TOKEN")
+  [ "$s" = 200 ] || { echo "$peer answered $s with a good token" >&2; exit 1; }
+done
+for peer in authgate authgate-nocache haproxy-jwt; do
+  s=$(status ${PORT[$peer]} "$BAD")
+  [ "$s" = 401 ] || [ "$s" = 403 ] || { echo "$peer answered $s to a bad token" >&2; exit 1; }
+done
+echo "checked: every peer answers 200 with the token; authgate and haproxy-jwt refuse a bad one" >&2
+
+# --- throughput -----------------------------------------------------------------------------
+results="$work/results.tsv"
+: >"$results"
+run_wrk() { # peer port
+  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $TOKEN" \
+    "http://127.0.0.1:$2/api/bench" >"$work/wrk.out"
+  python3 - "$1" "$work/wrk.out" >>"$results" <<'EOF'
+import re, sys
+text = open(sys.argv[2]).read()
+def lat(label):
+    m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v if u == "ms" else v * 1000
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+print(f"{sys.argv[1]}\t{rps}\t{lat('50%')}\t{lat('99%')}\t{errors.group(1) if errors else 0}")
+EOF
+}
+for peer in $PEERS; do  # warm-up
+  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:${PORT[$peer]}/api/bench" >/dev/null
+done
+for round in $(seq 1 "$ROUNDS"); do
+  for peer in $PEERS; do
+    echo "round $round: $peer" >&2
+    run_wrk "$peer" "${PORT[$peer]}"
+  done
+done
+
+rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$AG_PID/status"; }
+RSS_AFTER_LOAD=$(rss_mb)
+kill "$AGN_PID"
+
+# --- memory: 1,000,000 distinct client IPs (through a trusted proxy: 127.0.0.1) -------------
+cat >"$work/ips.lua" <<'EOF'
+local n = 0
+request = function()
+  n = n + 1
+  local ip = string.format("10.%d.%d.%d", math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
+  return wrk.format("GET", "/public/x", {["X-Forwarded-For"] = ip})
+end
+EOF
+echo "1,000,000 distinct client IPs ..." >&2
+taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d120s -s "$work/ips.lua" "http://127.0.0.1:$AG/public/x" >"$work/ips.out" &
+wrk_pid=$!
+# Stop once a million requests went through (the public route counts them).
+while kill -0 $wrk_pid 2>/dev/null; do
+  n=$(curl -s "http://127.0.0.1:$AG_ADMIN/metrics" | awk '/^authgate_requests_total\{method="GET",route="public",status="200"\}/ {print $2}')
+  [ "${n:-0}" -ge 1000000 ] 2>/dev/null && kill $wrk_pid 2>/dev/null && break
+  sleep 1
+done
+wait $wrk_pid 2>/dev/null || true
+RSS_AFTER_IPS=$(rss_mb)
+sleep 25   # two pruning passes
+RSS_AFTER_PRUNE=$(rss_mb)
+
+# --- memory: idle and with 1,000,000 revoked tokens (loaded from the store at start) ---------
+kill "$AG_PID"; wait "$AG_PID" 2>/dev/null || true
+start authgate-idle "$BIN" run -c "$work/authgate.toml"; AG_PID=${pids[-1]}; wait_port $AG; sleep 2
+RSS_IDLE=$(rss_mb)
+kill "$AG_PID"; wait "$AG_PID" 2>/dev/null || true
+python3 - "$work/authgate.db" <<'EOF'
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1])
+exp = int(time.time()) + 3600
+db.executemany("INSERT INTO revoked_tokens (jti, user_id, expires_at, revoked_at) VALUES (?, ?, ?, ?)",
+               ((f"{i:032x}", i % 5000, exp, exp - 3600) for i in range(1_000_000)))
+db.commit()
+EOF
+start authgate-revoked "$BIN" run -c "$work/authgate.toml"; AG_PID=${pids[-1]}; wait_port $AG; sleep 3
+RSS_REVOKED=$(rss_mb)
+s=$(status $AG "$TOKEN"); [ "$s" = 200 ] || { echo "authgate with 1M revocations answered $s" >&2; exit 1; }
+
+# --- logins and refreshes on SQLite, against the fake Kakao ---------------------------------
+kill "$AG_PID"; wait "$AG_PID" 2>/dev/null || true
+printf '#!/bin/sh\nexec taskset -c 0 %s "$@"\n' "$PWD/$BIN" >"$work/authgate-cpu0"
+chmod +x "$work/authgate-cpu0"
+taskset -c 1 target/release/examples/login_load "$work/authgate-cpu0" "${LOGINS:-5000}" 32 >"$work/login.out"
+LOGINS_PER_SEC=$(awk '/logins_per_sec/ {print $2}' "$work/login.out")
+REFRESHES_PER_SEC=$(awk '/refreshes_per_sec/ {print $2}' "$work/login.out")
+
+# --- report ---------------------------------------------------------------------------------
+python3 - "$results" "$RSS_IDLE" "$RSS_REVOKED" "$RSS_AFTER_LOAD" "$RSS_AFTER_IPS" "$RSS_AFTER_PRUNE" "$DURATION" "$ROUNDS" "$CONNECTIONS" "$LOGINS_PER_SEC" "$REFRESHES_PER_SEC" <<'EOF'
+import statistics, sys
+rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
+peers = ["authgate", "haproxy-jwt", "bare-pingora", "nginx-proxy", "authgate-nocache"]
+med = {}
+print(f"wrk -t1 -c{sys.argv[9]} -d{sys.argv[7]}s, {sys.argv[8]} interleaved rounds, servers on CPU 0, wrk on CPU 1; medians\n")
+print("| peer | req/s | p50 ms | p99 ms | non-2xx |")
+print("|---|---:|---:|---:|---:|")
+for p in peers:
+    r = [x for x in rows if x[0] == p]
+    med[p] = {k: statistics.median(float(x[i]) for x in r) for k, i in (("rps", 1), ("p50", 2), ("p99", 3))}
+    errs = sum(int(x[4]) for x in r)
+    print(f"| {p} | {med[p]['rps']:.0f} | {med[p]['p50']:.2f} | {med[p]['p99']:.2f} | {errs} |")
+a = med["authgate"]["rps"]
+print()
+for p in peers[1:]:
+    print(f"authgate / {p}: {a / med[p]['rps']:.2f}x req/s")
+print(f"p99 authgate vs haproxy-jwt: {med['authgate']['p99']:.2f} ms vs {med['haproxy-jwt']['p99']:.2f} ms")
+print()
+print("| authgate RSS | MB |")
+print("|---|---:|")
+for label, v in (("idle", 2), ("with 1,000,000 revoked tokens", 3), ("after the throughput runs", 4),
+                 ("right after 1,000,000 distinct client IPs", 5), ("25 s later (pruned)", 6)):
+    print(f"| {label} | {sys.argv[v]} |")
+print()
+print(f"logins/s (full callback against the fake Kakao, SQLite, 32 clients): {sys.argv[10]}")
+print(f"refreshes/s (rotation, SQLite, 32 chains): {sys.argv[11]}")
+EOF

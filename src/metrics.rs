@@ -141,6 +141,35 @@ impl Default for Metrics {
     }
 }
 
+/// Histogram handles resolved once at start-up, so the per-request path does no label lookup.
+pub struct Durations {
+    /// By route index (`Router::routes()` order).
+    pub routes: Vec<prometheus::Histogram>,
+    pub auth: prometheus::Histogram,
+    pub unmatched: prometheus::Histogram,
+    /// By upstream index.
+    pub upstreams: Vec<prometheus::Histogram>,
+}
+
+impl Metrics {
+    pub fn durations<'a>(
+        &self,
+        routes: impl Iterator<Item = &'a str>,
+        upstreams: impl Iterator<Item = &'a str>,
+    ) -> Durations {
+        Durations {
+            routes: routes
+                .map(|r| self.request_duration.with_label_values(&[r]))
+                .collect(),
+            auth: self.request_duration.with_label_values(&["auth"]),
+            unmatched: self.request_duration.with_label_values(&["unmatched"]),
+            upstreams: upstreams
+                .map(|u| self.upstream_duration.with_label_values(&[u]))
+                .collect(),
+        }
+    }
+}
+
 /// Method label: the standard methods by name, anything else as `OTHER` (a client may invent
 /// any number of methods).
 pub fn method_label(m: &http::Method) -> &'static str {

@@ -51,7 +51,16 @@ pub struct Gateway {
     pub login_path: String,
     pub limits: Arc<Limits>,
     pub metrics: Arc<Metrics>,
+    pub durations: crate::metrics::Durations,
 }
+
+// Header names used on every request, parsed once.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
+const FORWARDED: http::HeaderName = http::HeaderName::from_static("forwarded");
+const X_REAL_IP: http::HeaderName = http::HeaderName::from_static("x-real-ip");
 
 /// What `request_filter` decided.
 enum Step {
@@ -268,7 +277,7 @@ async fn write_json(
     h.insert_header("content-length", body.len().to_string())?;
     h.insert_header("cache-control", "no-store")?;
     if !request_id.is_empty() {
-        h.insert_header("x-request-id", request_id)?;
+        h.insert_header(X_REQUEST_ID, request_id)?;
     }
     for (k, v) in extra {
         h.append_header(k.to_string(), *v)?;
@@ -312,13 +321,13 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.request_id = match session.req_header().headers.get("x-request-id") {
+        ctx.request_id = match session.req_header().headers.get(&X_REQUEST_ID) {
             Some(v)
                 if identity::is_acceptable_request_id(v.as_bytes())
                     && session
                         .req_header()
                         .headers
-                        .get_all("x-request-id")
+                        .get_all(&X_REQUEST_ID)
                         .iter()
                         .count()
                         == 1 =>
@@ -331,7 +340,7 @@ impl ProxyHttp for Gateway {
         let xff = session
             .req_header()
             .headers
-            .get_all("x-forwarded-for")
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .map(|v| v.as_bytes());
         let client_ip = identity::client_ip(peer, xff, &self.trusted_proxies);
@@ -467,13 +476,13 @@ impl ProxyHttp for Gateway {
                 }
             }
         }
-        up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        up.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
         strip_session_cookies(up)?;
 
         let peer = Self::peer_ip(session);
         if let Some(peer) = peer {
             let existing: Vec<u8> = {
-                let mut all = up.headers.get_all("x-forwarded-for").iter();
+                let mut all = up.headers.get_all(&X_FORWARDED_FOR).iter();
                 match (all.next(), all.next()) {
                     (Some(one), None) => one.as_bytes().to_vec(),
                     (Some(first), Some(second)) => {
@@ -492,24 +501,24 @@ impl ProxyHttp for Gateway {
                 (!existing.is_empty()).then_some(&existing[..]),
                 &self.trusted_proxies,
             );
-            up.insert_header("x-forwarded-for", xff)?;
+            up.insert_header(X_FORWARDED_FOR, xff)?;
             let proto = identity::forwarded_proto(
                 peer,
-                up.headers.get("x-forwarded-proto").map(|v| v.as_bytes()),
+                up.headers.get(&X_FORWARDED_PROTO).map(|v| v.as_bytes()),
                 &self.trusted_proxies,
             );
-            up.insert_header("x-forwarded-proto", proto)?;
+            up.insert_header(X_FORWARDED_PROTO, proto)?;
             if !identity::is_trusted(peer, &self.trusted_proxies) {
-                up.remove_header("forwarded");
-                up.remove_header("x-real-ip");
+                up.remove_header(&FORWARDED);
+                up.remove_header(&X_REAL_IP);
             }
         }
         match up.headers.get(http::header::HOST).cloned() {
             Some(host) => {
-                up.insert_header("x-forwarded-host", host)?;
+                up.insert_header(X_FORWARDED_HOST, host)?;
             }
             None => {
-                up.remove_header("x-forwarded-host");
+                up.remove_header(&X_FORWARDED_HOST);
             }
         }
         Ok(())
@@ -521,16 +530,13 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        resp.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
         for c in ctx.set_cookies.drain(..) {
             resp.append_header("set-cookie", c)?;
         }
         if let (Some(started), Some(route)) = (ctx.upstream_started, ctx.route) {
-            let upstream = &self.upstreams[self.router.routes()[route].upstream_index];
-            self.metrics
-                .upstream_duration
-                .with_label_values(&[&upstream.name])
-                .observe(started.elapsed().as_secs_f64());
+            let upstream = self.router.routes()[route].upstream_index;
+            self.durations.upstreams[upstream].observe(started.elapsed().as_secs_f64());
         }
         Ok(())
     }
@@ -554,10 +560,12 @@ impl ProxyHttp for Gateway {
                 status_label(status),
             ])
             .inc();
-        self.metrics
-            .request_duration
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
+        let duration = match (ctx.is_api, ctx.route) {
+            (true, _) => &self.durations.auth,
+            (false, Some(i)) => &self.durations.routes[i],
+            (false, None) => &self.durations.unmatched,
+        };
+        duration.observe(elapsed.as_secs_f64());
         let raw = req.raw_path();
         let path = &raw[..raw.iter().position(|&b| b == b'?').unwrap_or(raw.len())];
         let upstream = match (ctx.is_api, ctx.route) {

@@ -67,9 +67,14 @@ async fn sync_revocations(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_prune = std::time::Instant::now();
+    let mut last_purge = std::time::Instant::now();
     let mut failing = false;
     loop {
         tick.tick().await;
+        if last_purge.elapsed() > Duration::from_secs(60) {
+            last_purge = std::time::Instant::now();
+            metrics.revoked_tokens.set(revocations.purge() as i64);
+        }
         match store.revocations_since(cursor, unix_now()).await {
             Ok(rows) => {
                 if failing {
@@ -197,7 +202,12 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
     if config.kakao.is_none() {
         tracing::warn!("kakao.client_id is empty: login routes are off, tokens are only verified");
     }
+    let durations = metrics.durations(
+        router.routes().iter().map(|r| r.name.as_str()),
+        upstreams.iter().map(|u| u.name.as_str()),
+    );
     let gateway = Gateway {
+        durations,
         router,
         upstreams: upstreams.clone(),
         verifier,

@@ -460,8 +460,9 @@ impl ProxyHttp for Gateway {
             up.remove_header(name);
         }
         if let Some(c) = &ctx.claims {
+            // Every copy a client sent is gone by now, so appending cannot duplicate.
             let h = &self.headers;
-            up.insert_header(h.user_id.clone(), c.sub.as_str())?;
+            up.append_header(h.user_id.clone(), c.sub.as_str())?;
             for (name, value) in [
                 (&h.email, &c.email),
                 (&h.nickname, &c.nickname),
@@ -471,7 +472,7 @@ impl ProxyHttp for Gateway {
                     // A claim that cannot be a header value (control characters) is left out
                     // rather than failing the request; the other identity headers still go.
                     if let Ok(v) = http::HeaderValue::from_bytes(v.as_bytes()) {
-                        up.insert_header(name.clone(), v)?;
+                        up.append_header(name.clone(), v)?;
                     }
                 }
             }
@@ -481,7 +482,11 @@ impl ProxyHttp for Gateway {
 
         let peer = Self::peer_ip(session);
         if let Some(peer) = peer {
-            let existing: Vec<u8> = {
+            let trusted = identity::is_trusted(peer, &self.trusted_proxies);
+            // From an untrusted peer the client's chain is dropped unread.
+            let existing: Vec<u8> = if !trusted {
+                Vec::new()
+            } else {
                 let mut all = up.headers.get_all(&X_FORWARDED_FOR).iter();
                 match (all.next(), all.next()) {
                     (Some(one), None) => one.as_bytes().to_vec(),
@@ -508,9 +513,12 @@ impl ProxyHttp for Gateway {
                 &self.trusted_proxies,
             );
             up.insert_header(X_FORWARDED_PROTO, proto)?;
-            if !identity::is_trusted(peer, &self.trusted_proxies) {
-                up.remove_header(&FORWARDED);
-                up.remove_header(&X_REAL_IP);
+            if !trusted {
+                for name in [&FORWARDED, &X_REAL_IP] {
+                    if up.headers.contains_key(name) {
+                        up.remove_header(name);
+                    }
+                }
             }
         }
         match up.headers.get(http::header::HOST).cloned() {
@@ -678,16 +686,20 @@ fn strip_session_cookies(up: &mut RequestHeader) -> Result<()> {
         let name = kv.trim().split('=').next().unwrap_or("");
         name == api::ACCESS_COOKIE || name == api::REFRESH_COOKIE || name == api::STATE_COOKIE
     };
-    let values: Vec<String> = up
-        .headers
-        .get_all(http::header::COOKIE)
+    let cookies = up.headers.get_all(http::header::COOKIE);
+    // Most requests carry none of ours: check without copying anything.
+    if !cookies
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(';').any(ours))
+    {
+        return Ok(());
+    }
+    let values: Vec<String> = cookies
         .iter()
         .filter_map(|v| v.to_str().ok())
         .map(str::to_string)
         .collect();
-    if !values.iter().any(|v| v.split(';').any(ours)) {
-        return Ok(());
-    }
     let kept: Vec<&str> = values
         .iter()
         .flat_map(|v| v.split(';'))

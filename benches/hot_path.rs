@@ -114,17 +114,34 @@ fn rate_limit(c: &mut Criterion) {
     let limits = Limits::new(&cfg.rate_limit, router.routes());
     let ip: IpAddr = "198.51.100.7".parse().unwrap();
     let mut group = c.benchmark_group("rate limit");
-    group.bench_function("per user", |b| {
-        b.iter(|| black_box(limits.check_user(1, black_box("42")).is_ok()))
-    });
-    group.bench_function("per ip", |b| {
+    // Spread over many keys so no key exhausts its burst: this measures the allowed path.
+    let users: Vec<String> = (0..4096).map(|i| i.to_string()).collect();
+    let mut i = 0usize;
+    group.bench_function("per user, allowed", |b| {
         b.iter(|| {
+            i = (i + 1) % users.len();
+            black_box(limits.check_user(1, black_box(&users[i])).is_ok())
+        })
+    });
+    let ips: Vec<IpAddr> = (0..4096u32)
+        .map(|n| IpAddr::from((0xc633_6400u32 + n).to_be_bytes()))
+        .collect();
+    group.bench_function("per ip, allowed", |b| {
+        b.iter(|| {
+            i = (i + 1) % ips.len();
             black_box(
                 limits
-                    .check_ip(0, black_box(identity::rate_key(ip)))
+                    .check_ip(0, black_box(identity::rate_key(ips[i])))
                     .is_ok(),
             )
         })
+    });
+    // The refusal path, as under a flood from one client.
+    for _ in 0..1_000_001 {
+        let _ = limits.check_ip(0, ip);
+    }
+    group.bench_function("per ip, refused", |b| {
+        b.iter(|| black_box(limits.check_ip(0, black_box(ip)).is_err()))
     });
     group.finish();
 }

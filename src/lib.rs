@@ -13,7 +13,7 @@
 //! routes.rs      request-target checks + host/prefix/method routing; pure
 //! identity.rs    which headers are stripped and injected, X-Forwarded-*, request ids; pure
 //! api.rs         the /api/auth endpoints and JWKS as request -> reply functions (no Pingora types)
-//! tokens/        jwt.rs (issue/verify), revocation.rs (moka set), refresh.rs (opaque tokens), state.rs (signed state + PKCE)
+//! tokens/        jwt.rs (issue/verify), revocation.rs (sharded in-memory set), refresh.rs (opaque tokens), state.rs (signed state + PKCE)
 //! providers/     kakao.rs (reqwest client), mock.rs (the fake Kakao for `dev` and the tests)
 //! store/         users, refresh tokens, revocations over sqlx Any (SQLite default, PostgreSQL)
 //! upstreams.rs   one Pingora LoadBalancer per upstream group, health checks, peer timeouts

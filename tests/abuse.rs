@@ -219,14 +219,7 @@ async fn metrics_move_with_the_journey_and_the_log_holds_no_secret() {
     let r = gw.get("/api/auth/kakao/login-url", &[]).await;
     let login_url = r.json()["login_url"].as_str().unwrap().to_string();
     let code = query_param(&approve(&fake, &login_url, RYAN).await, "code").unwrap();
-    let tokens = gw
-        .send(&json_post(
-            "/api/auth/kakao/callback",
-            &json!({"code": code}),
-            &[],
-        ))
-        .await
-        .json();
+    let tokens = post_callback(&gw, &code).await.json();
     let (access, refresh) = (
         tokens["access_token"].as_str().unwrap(),
         tokens["refresh_token"].as_str().unwrap(),
@@ -244,21 +237,8 @@ async fn metrics_move_with_the_journey_and_the_log_holds_no_secret() {
         .status,
         200
     );
-    let rotated = gw
-        .send(&json_post(
-            "/api/auth/refresh",
-            &json!({"refresh_token": refresh}),
-            &[],
-        ))
-        .await
-        .json();
-    let reuse = gw
-        .send(&json_post(
-            "/api/auth/refresh",
-            &json!({"refresh_token": refresh}),
-            &[],
-        ))
-        .await;
+    let rotated = post_refresh(&gw, &refresh).await.json();
+    let reuse = post_refresh(&gw, &refresh).await;
     reuse.assert_gateway_error(400, "INVALID_REFRESH_TOKEN");
     gw.get("/api/orders", &[("Authorization", "Bearer not.a.token")])
         .await

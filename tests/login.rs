@@ -80,13 +80,7 @@ async fn journey(s: Setup) {
 
     let back = approve(&fake, &login_url, RYAN).await;
     let code = query_param(&back, "code").unwrap();
-    let r = gw
-        .send(&json_post(
-            "/api/auth/kakao/callback",
-            &json!({"code": code}),
-            &[],
-        ))
-        .await;
+    let r = post_callback(&gw, &code).await;
     assert_eq!(r.status, 200, "{r:?}\n{}", gw.log());
     let tokens = r.json();
     assert_eq!(tokens["token_type"], "Bearer");
@@ -131,13 +125,7 @@ async fn journey(s: Setup) {
     assert_eq!(seen.one("X-User-Provider"), Some("kakao"));
 
     // Refresh rotates.
-    let r = gw
-        .send(&json_post(
-            "/api/auth/refresh",
-            &json!({"refresh_token": refresh}),
-            &[],
-        ))
-        .await;
+    let r = post_refresh(&gw, &refresh).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let rotated = r.json();
     let access2 = rotated["access_token"].as_str().unwrap().to_string();
@@ -146,21 +134,9 @@ async fn journey(s: Setup) {
     assert_ne!(access2, access);
 
     // The old refresh token again: refused, and the family (refresh2 too) is revoked.
-    let r = gw
-        .send(&json_post(
-            "/api/auth/refresh",
-            &json!({"refresh_token": refresh}),
-            &[],
-        ))
-        .await;
+    let r = post_refresh(&gw, &refresh).await;
     r.assert_gateway_error(400, "INVALID_REFRESH_TOKEN");
-    let r = gw
-        .send(&json_post(
-            "/api/auth/refresh",
-            &json!({"refresh_token": refresh2}),
-            &[],
-        ))
-        .await;
+    let r = post_refresh(&gw, &refresh2).await;
     r.assert_gateway_error(400, "INVALID_REFRESH_TOKEN");
 
     // Logout revokes the presented access token.
@@ -311,13 +287,7 @@ async fn state_is_required_by_default_and_must_be_ours() {
     );
     let back = approve(&s.fake, &login_url, RYAN).await;
     let code = query_param(&back, "code").unwrap();
-    let r =
-        s.gw.send(&json_post(
-            "/api/auth/kakao/callback",
-            &json!({"code": code}),
-            &[],
-        ))
-        .await;
+    let r = post_callback(&s.gw, &code).await;
     r.assert_gateway_error(400, "INVALID_STATE");
     let forged =
         s.gw.send(&json_post(
@@ -461,13 +431,7 @@ async fn kakao_outages_are_502_and_timeouts_504_with_nothing_issued() {
     ] {
         let kakao_code = query_param(&approve(&s.fake, &login_url, RYAN).await, "code").unwrap();
         s.fake.set_fault(fault);
-        let r =
-            s.gw.send(&json_post(
-                "/api/auth/kakao/callback",
-                &json!({"code": kakao_code}),
-                &[],
-            ))
-            .await;
+        let r = post_callback(&s.gw, &kakao_code).await;
         r.assert_gateway_error(status, code);
         s.fake.set_fault(Fault::None);
     }
@@ -487,13 +451,7 @@ async fn kakao_outages_are_502_and_timeouts_504_with_nothing_issued() {
     .unwrap();
     s.fake.set_fault(Fault::Hang);
     let started = Instant::now();
-    let r =
-        s.gw.send(&json_post(
-            "/api/auth/kakao/callback",
-            &json!({"code": kakao_code}),
-            &[],
-        ))
-        .await;
+    let r = post_callback(&s.gw, &kakao_code).await;
     r.assert_gateway_error(504, "KAKAO_TIMEOUT");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_nothing_issued(&s.store_url).await;
@@ -507,13 +465,7 @@ async fn kakao_outages_are_502_and_timeouts_504_with_nothing_issued() {
         )
     })
     .await;
-    let r =
-        s.gw.send(&json_post(
-            "/api/auth/kakao/callback",
-            &json!({"code": "whatever"}),
-            &[],
-        ))
-        .await;
+    let r = post_callback(&s.gw, &"whatever").await;
     r.assert_gateway_error(502, "KAKAO_UNAVAILABLE");
     assert!(!r.text().contains(&closed.port().to_string()));
 }
@@ -616,20 +568,12 @@ async fn a_locked_sqlite_store_gives_503_verifying_goes_on_and_it_recovers_by_it
         .unwrap();
 
     let code = query_param(&approve(&s.fake, &login_url, 1_000_003).await, "code").unwrap();
-    s.gw.send(&json_post(
-        "/api/auth/kakao/callback",
-        &json!({"code": code}),
-        &[],
-    ))
-    .await
-    .assert_gateway_error(503, "STORE_UNAVAILABLE");
-    s.gw.send(&json_post(
-        "/api/auth/refresh",
-        &json!({"refresh_token": tokens["refresh_token"]}),
-        &[],
-    ))
-    .await
-    .assert_gateway_error(503, "STORE_UNAVAILABLE");
+    post_callback(&s.gw, &code)
+        .await
+        .assert_gateway_error(503, "STORE_UNAVAILABLE");
+    post_refresh(&s.gw, &tokens["refresh_token"])
+        .await
+        .assert_gateway_error(503, "STORE_UNAVAILABLE");
     s.gw.send(&request(
         "POST",
         "/api/auth/logout",
@@ -655,13 +599,7 @@ async fn a_locked_sqlite_store_gives_503_verifying_goes_on_and_it_recovers_by_it
         "nothing issued during the outage"
     );
     // Back by itself: the refresh token survived the failed attempt.
-    let r =
-        s.gw.send(&json_post(
-            "/api/auth/refresh",
-            &json!({"refresh_token": tokens["refresh_token"]}),
-            &[],
-        ))
-        .await;
+    let r = post_refresh(&s.gw, &tokens["refresh_token"]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let r =
         s.gw.send(&request(
@@ -713,13 +651,7 @@ async fn two_instances_on_one_postgres_agree_on_logout_within_two_seconds() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The refresh token died with the logout on both.
-    let r = b
-        .send(&json_post(
-            "/api/auth/refresh",
-            &json!({"refresh_token": tokens["refresh_token"]}),
-            &[],
-        ))
-        .await;
+    let r = post_refresh(&b, &tokens["refresh_token"]).await;
     r.assert_gateway_error(400, "INVALID_REFRESH_TOKEN");
 }
 

@@ -6,7 +6,6 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use support::*;
 
 fn postgres(action: Option<&str>) {
@@ -47,21 +46,9 @@ async fn postgres_stopped_gives_503_verifying_goes_on_and_it_recovers_by_itself(
 
     postgres(Some("stop"));
     let restart = RestartOnDrop;
-    let r = gw
-        .send(&json_post(
-            "/api/auth/kakao/callback",
-            &json!({"code": code}),
-            &[],
-        ))
-        .await;
+    let r = post_callback(&gw, &code).await;
     r.assert_gateway_error(503, "STORE_UNAVAILABLE");
-    let r = gw
-        .send(&json_post(
-            "/api/auth/refresh",
-            &json!({"refresh_token": tokens["refresh_token"]}),
-            &[],
-        ))
-        .await;
+    let r = post_refresh(&gw, &tokens["refresh_token"]).await;
     r.assert_gateway_error(503, "STORE_UNAVAILABLE");
     let r = gw
         .send(&request(
@@ -83,13 +70,7 @@ async fn postgres_stopped_gives_503_verifying_goes_on_and_it_recovers_by_itself(
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let r = gw
-            .send(&json_post(
-                "/api/auth/refresh",
-                &json!({"refresh_token": tokens["refresh_token"]}),
-                &[],
-            ))
-            .await;
+        let r = post_refresh(&gw, &tokens["refresh_token"]).await;
         if r.status == 200 {
             break;
         }

@@ -637,13 +637,7 @@ pub async fn seed_login(gw: &Gateway, fake: &FakeKakao, user: i64) -> Value {
     let login_url = r.json()["login_url"].as_str().unwrap().to_string();
     let back = approve(fake, &login_url, user).await;
     let code = query_param(&back, "code").expect("a code");
-    let r = gw
-        .send(&json_post(
-            "/api/auth/kakao/callback",
-            &json!({"code": code}),
-            &[],
-        ))
-        .await;
+    let r = post_callback(&gw, &code).await;
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
 }
@@ -694,4 +688,24 @@ pub fn metric(scrape: &str, series: &str) -> Option<f64> {
         l.strip_prefix(series)
             .and_then(|rest| rest.trim().parse().ok())
     })
+}
+
+/// `POST /api/auth/refresh` with `{"refresh_token": token}`.
+pub async fn post_refresh(gw: &Gateway, token: impl serde::Serialize) -> RawResponse {
+    gw.send(&json_post(
+        "/api/auth/refresh",
+        &json!({ "refresh_token": token }),
+        &[],
+    ))
+    .await
+}
+
+/// `POST /api/auth/kakao/callback` with `{"code": code}`, as the seed's client sends it.
+pub async fn post_callback(gw: &Gateway, code: impl serde::Serialize) -> RawResponse {
+    gw.send(&json_post(
+        "/api/auth/kakao/callback",
+        &json!({ "code": code }),
+        &[],
+    ))
+    .await
 }

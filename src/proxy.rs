@@ -350,6 +350,9 @@ impl ProxyHttp for Gateway {
         // Limits: the auth endpoints per IP; a verified user per `sub`; everyone else, and every
         // refused token (whatever `sub` it claims), per IP.
         let limited = match (&admitted, ctx.route) {
+            // JWKS is public key material that upstreams fetch; only the login endpoints are
+            // worth guessing at.
+            (Ok(Step::Api), _) if session.req_header().uri.path() == api::JWKS_PATH => Ok(()),
             (Ok(Step::Api), _) => self.limits.check_auth(key),
             (Ok(Step::Proxy), Some(route)) => match &ctx.claims {
                 Some(c) => self.limits.check_user(route, &c.sub),

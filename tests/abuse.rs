@@ -50,6 +50,10 @@ async fn the_eleventh_auth_request_in_a_minute_is_429_and_other_clients_are_serv
         r.header("ratelimit-reset"),
         Some(retry.to_string().as_str())
     );
+    // The public keys are not a login endpoint: never limited with it (HS256 here, so 404).
+    gw.get("/.well-known/jwks.json", &[])
+        .await
+        .assert_gateway_error(404, "NOT_FOUND");
     // Another address is a different client.
     let other = raw_from("127.0.0.2", gw.addr, &get("/api/auth/kakao/login-url", &[])).await;
     assert_eq!(other.status, 200, "{}", other.text());

@@ -8,7 +8,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
+# Declared bench and example targets must exist for cargo to read the manifest.
 COPY benches ./benches
+COPY examples ./examples
 RUN cargo build --release --locked --bin authgate
 
 FROM debian:bookworm-slim

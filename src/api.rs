@@ -204,10 +204,6 @@ impl AuthApi {
         })
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// True for every path this module answers (the proxy sends them here, never upstream).
     pub fn owns(&self, path: &str) -> bool {
         path == JWKS_PATH || crate::routes::prefix_matches(&self.prefix, path)
@@ -445,7 +441,7 @@ impl AuthApi {
     }
 
     /// Cookies that end the browser session.
-    pub fn clear_cookies(secure: bool) -> Vec<String> {
+    fn clear_cookies(secure: bool) -> Vec<String> {
         vec![
             set_cookie(ACCESS_COOKIE, "", "/", 0, secure),
             set_cookie(REFRESH_COOKIE, "", "/", 0, secure),

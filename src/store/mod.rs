@@ -270,18 +270,6 @@ impl Store {
         Ok(outcome)
     }
 
-    /// The user a live refresh token belongs to, without using it.
-    pub async fn refresh_owner(&self, hash: &str, now: i64) -> Result<Option<i64>> {
-        let row = sqlx::query(
-            "SELECT user_id FROM refresh_tokens WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2",
-        )
-        .bind(hash)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.try_get("user_id")).transpose()?)
-    }
-
     /// Logout: every refresh token of the user stops working.
     pub async fn revoke_user_refresh(&self, user_id: i64, now: i64) -> Result<u64> {
         let done = sqlx::query(

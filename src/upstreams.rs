@@ -2,6 +2,7 @@
 //! health check, and the peer options (timeouts) requests to it use.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +16,13 @@ use crate::config::UpstreamConfig;
 
 pub struct Upstream {
     pub name: String,
+    /// Runs the health checks and answers which backends are ready.
     lb: Arc<LoadBalancer<RoundRobin>>,
-    connect_timeout: Duration,
-    read_timeout: Duration,
+    /// Every backend with its ready-made peer (timeouts set). The list is static (from the
+    /// config), so round-robin is a counter over it: Pingora's `select_with` would allocate a
+    /// set of visited backends on every request.
+    peers: Vec<(Backend, HttpPeer)>,
+    next: AtomicUsize,
 }
 
 impl Upstream {
@@ -50,18 +55,37 @@ impl Upstream {
         }
         lb.health_check_frequency = Some(Duration::from_millis(cfg.health_check_interval_ms));
         lb.parallel_health_check = true;
+        let (connect, read) = (
+            Duration::from_millis(cfg.connect_timeout_ms),
+            Duration::from_millis(cfg.read_timeout_ms),
+        );
+        let peers = lb
+            .backends()
+            .get_backend()
+            .iter()
+            .map(|backend| {
+                let mut peer = HttpPeer::new(backend.clone(), false, String::new());
+                let o = &mut peer.options;
+                o.connection_timeout = Some(connect);
+                o.total_connection_timeout = Some(connect);
+                o.read_timeout = Some(read);
+                o.write_timeout = Some(read);
+                o.idle_timeout = Some(Duration::from_secs(60));
+                (backend.clone(), peer)
+            })
+            .collect();
         let service = background_service(&format!("health check {}", cfg.name), lb);
         let upstream = Upstream {
             name: cfg.name.clone(),
             lb: service.task(),
-            connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
-            read_timeout: Duration::from_millis(cfg.read_timeout_ms),
+            peers,
+            next: AtomicUsize::new(0),
         };
         Ok((Arc::new(upstream), service))
     }
 
     pub fn backend_count(&self) -> usize {
-        self.lb.backends().get_backend().len()
+        self.peers.len()
     }
 
     /// True while at least one backend passes its health check.
@@ -72,16 +96,15 @@ impl Upstream {
 
     /// The next healthy backend in round-robin order that this request has not already failed on.
     pub fn select(&self, exclude: &[SocketAddr]) -> Option<HttpPeer> {
-        let backend: Backend = self.lb.select_with(b"", 256, |b, healthy| {
-            healthy && b.addr.as_inet().is_none_or(|a| !exclude.contains(a))
-        })?;
-        let mut peer = HttpPeer::new(backend, false, String::new());
-        let o = &mut peer.options;
-        o.connection_timeout = Some(self.connect_timeout);
-        o.total_connection_timeout = Some(self.connect_timeout);
-        o.read_timeout = Some(self.read_timeout);
-        o.write_timeout = Some(self.read_timeout);
-        o.idle_timeout = Some(Duration::from_secs(60));
-        Some(peer)
+        let n = self.peers.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let backends = self.lb.backends();
+        (0..n)
+            .map(|i| &self.peers[(start + i) % n])
+            .find(|(backend, _)| {
+                backends.ready(backend)
+                    && backend.addr.as_inet().is_none_or(|a| !exclude.contains(a))
+            })
+            .map(|(_, peer)| peer.clone())
     }
 }

@@ -19,11 +19,12 @@ use crate::config::IdentityConfig;
 pub struct HeaderRules {
     exact: Vec<String>,
     prefixes: Vec<String>,
-    /// The injected names, in the configured spelling.
-    pub user_id: http::HeaderName,
-    pub email: http::HeaderName,
-    pub nickname: http::HeaderName,
-    pub provider: http::HeaderName,
+    /// The injected names, in the configured spelling. Kept as shared bytes because that is what
+    /// Pingora stores a header name's case in: inserting one copies nothing.
+    pub user_id: bytes::Bytes,
+    pub email: bytes::Bytes,
+    pub nickname: bytes::Bytes,
+    pub provider: bytes::Bytes,
 }
 
 fn canonical(name: &str) -> String {
@@ -40,8 +41,10 @@ fn canonical(name: &str) -> String {
 
 impl HeaderRules {
     pub fn new(cfg: &IdentityConfig) -> HeaderRules {
-        let name =
-            |n: &str| http::HeaderName::from_bytes(n.as_bytes()).expect("validated by config");
+        let name = |n: &str| {
+            http::HeaderName::from_bytes(n.as_bytes()).expect("validated by config");
+            bytes::Bytes::from(n.to_string())
+        };
         let mut exact: Vec<String> = [&cfg.user_id, &cfg.email, &cfg.nickname, &cfg.provider]
             .iter()
             .map(|n| canonical(n))
@@ -97,10 +100,47 @@ pub fn is_acceptable_request_id(v: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// A fresh 128-bit request id in hex.
-pub fn new_request_id() -> String {
+/// A fresh 128-bit request id in hex, ready to send.
+pub fn new_request_id() -> http::HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let n: u128 = rand::random();
-    format!("{n:032x}")
+    let mut hex = [0u8; 32];
+    for (i, digit) in hex.iter_mut().enumerate() {
+        *digit = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    http::HeaderValue::from_bytes(&hex).expect("hex digits are a valid header value")
+}
+
+/// An address as a header value, formatted on the stack (IPv4 by hand: `Display` costs more
+/// than the rest of the header rewrite).
+pub fn ip_header_value(ip: IpAddr) -> http::HeaderValue {
+    use std::io::Write;
+    if let IpAddr::V4(v4) = ip {
+        let mut buf = [0u8; 15];
+        let mut len = 0;
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                buf[len] = b'.';
+                len += 1;
+            }
+            if octet >= 100 {
+                buf[len] = b'0' + octet / 100;
+                len += 1;
+            }
+            if octet >= 10 {
+                buf[len] = b'0' + octet / 10 % 10;
+                len += 1;
+            }
+            buf[len] = b'0' + octet % 10;
+            len += 1;
+        }
+        return http::HeaderValue::from_bytes(&buf[..len]).expect("digits and dots");
+    }
+    let mut buf = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    write!(cursor, "{ip}").expect("an address fits in 48 bytes");
+    let len = cursor.position() as usize;
+    http::HeaderValue::from_bytes(&buf[..len]).expect("an address is a valid header value")
 }
 
 /// The `X-Forwarded-For` value to send upstream. A trusted proxy's chain is kept and the peer
@@ -258,7 +298,20 @@ mod tests {
         assert!(!is_acceptable_request_id(b"<script>"));
         let id = new_request_id();
         assert_eq!(id.len(), 32);
+        assert!(is_acceptable_request_id(id.as_bytes()));
         assert_ne!(id, new_request_id());
+        for ip in [
+            "192.0.2.1",
+            "0.0.0.0",
+            "10.100.9.255",
+            "127.0.0.1",
+            "2001:db8::1",
+            "::ffff:192.0.2.1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_header_value(ip).to_str().unwrap(), ip.to_string());
+        }
     }
 
     #[test]

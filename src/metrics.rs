@@ -141,7 +141,8 @@ impl Default for Metrics {
     }
 }
 
-/// Histogram handles resolved once at start-up, so the per-request path does no label lookup.
+/// Handles resolved once (histograms at start-up, request counters on first use), so the
+/// per-request path does no label hashing or lookup.
 pub struct Durations {
     /// By route index (`Router::routes()` order).
     pub routes: Vec<prometheus::Histogram>,
@@ -149,6 +150,51 @@ pub struct Durations {
     pub unmatched: prometheus::Histogram,
     /// By upstream index.
     pub upstreams: Vec<prometheus::Histogram>,
+    pub requests: RequestCounters,
+}
+
+/// `authgate_requests_total` by (route slot, method, status), each series created when first
+/// counted, as `with_label_values` would, but found by index afterwards. Route slots are the
+/// route indexes, then `auth`, then `unmatched`.
+pub struct RequestCounters {
+    family: IntCounterVec,
+    names: Vec<String>,
+    cells: Vec<std::sync::OnceLock<IntCounter>>,
+}
+
+impl RequestCounters {
+    fn new(family: IntCounterVec, mut names: Vec<String>) -> RequestCounters {
+        names.extend(["auth".to_string(), "unmatched".to_string()]);
+        let cells = (0..names.len() * METHOD_LABELS.len() * STATUS_LABELS.len())
+            .map(|_| std::sync::OnceLock::new())
+            .collect();
+        RequestCounters {
+            family,
+            names,
+            cells,
+        }
+    }
+
+    pub fn auth_slot(&self) -> usize {
+        self.names.len() - 2
+    }
+
+    pub fn unmatched_slot(&self) -> usize {
+        self.names.len() - 1
+    }
+
+    pub fn inc(&self, slot: usize, method: &http::Method, status: u16) {
+        let (m, s) = (method_index(method), status_index(status));
+        self.cells[(slot * METHOD_LABELS.len() + m) * STATUS_LABELS.len() + s]
+            .get_or_init(|| {
+                self.family.with_label_values(&[
+                    self.names[slot].as_str(),
+                    METHOD_LABELS[m],
+                    STATUS_LABELS[s],
+                ])
+            })
+            .inc();
+    }
 }
 
 impl Metrics {
@@ -157,8 +203,10 @@ impl Metrics {
         routes: impl Iterator<Item = &'a str>,
         upstreams: impl Iterator<Item = &'a str>,
     ) -> Durations {
+        let names: Vec<String> = routes.map(str::to_string).collect();
         Durations {
-            routes: routes
+            routes: names
+                .iter()
                 .map(|r| self.request_duration.with_label_values(&[r]))
                 .collect(),
             auth: self.request_duration.with_label_values(&["auth"]),
@@ -166,30 +214,98 @@ impl Metrics {
             upstreams: upstreams
                 .map(|u| self.upstream_duration.with_label_values(&[u]))
                 .collect(),
+            requests: RequestCounters::new(self.requests.clone(), names),
         }
     }
 }
 
-/// Method label: the standard methods by name, anything else as `OTHER` (a client may invent
+/// Method labels: the standard methods by name, anything else as `OTHER` (a client may invent
 /// any number of methods).
-pub fn method_label(m: &http::Method) -> &'static str {
+const METHOD_LABELS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "OTHER",
+];
+
+fn method_index(m: &http::Method) -> usize {
     match *m {
-        http::Method::GET => "GET",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::HEAD => "HEAD",
-        http::Method::OPTIONS => "OPTIONS",
-        http::Method::PATCH => "PATCH",
-        http::Method::CONNECT => "CONNECT",
-        http::Method::TRACE => "TRACE",
-        _ => "OTHER",
+        http::Method::GET => 0,
+        http::Method::POST => 1,
+        http::Method::PUT => 2,
+        http::Method::DELETE => 3,
+        http::Method::HEAD => 4,
+        http::Method::OPTIONS => 5,
+        http::Method::PATCH => 6,
+        http::Method::CONNECT => 7,
+        http::Method::TRACE => 8,
+        _ => 9,
     }
+}
+
+pub fn method_label(m: &http::Method) -> &'static str {
+    METHOD_LABELS[method_index(m)]
+}
+
+/// Status labels: the common codes by number, anything else by class (`0`: no response).
+const STATUS_LABELS: [&str; 25] = [
+    "200", "201", "204", "206", "101", "301", "302", "304", "400", "401", "403", "404", "405",
+    "413", "429", "500", "502", "503", "504", "0", "1xx", "2xx", "3xx", "4xx", "5xx",
+];
+
+fn status_index(status: u16) -> usize {
+    match status {
+        200 => 0,
+        201 => 1,
+        204 => 2,
+        206 => 3,
+        101 => 4,
+        301 => 5,
+        302 => 6,
+        304 => 7,
+        400 => 8,
+        401 => 9,
+        403 => 10,
+        404 => 11,
+        405 => 12,
+        413 => 13,
+        429 => 14,
+        500 => 15,
+        502 => 16,
+        503 => 17,
+        504 => 18,
+        s => 19 + (s / 100).min(5) as usize,
+    }
+}
+
+pub fn status_label(status: u16) -> &'static str {
+    STATUS_LABELS[status_index(status)]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_counters_find_the_series_their_labels_name() {
+        let m = Metrics::new();
+        let d = m.durations(["api", "web"].into_iter(), ["app"].into_iter());
+        let r = &d.requests;
+        r.inc(1, &http::Method::GET, 200);
+        r.inc(1, &http::Method::GET, 200);
+        r.inc(
+            r.auth_slot(),
+            &http::Method::from_bytes(b"BREW").unwrap(),
+            418,
+        );
+        r.inc(r.unmatched_slot(), &http::Method::POST, 0);
+        r.inc(0, &http::Method::DELETE, 599);
+        let get = |labels: &[&str]| m.requests.with_label_values(labels).get();
+        assert_eq!(get(&["web", "GET", "200"]), 2);
+        assert_eq!(get(&["auth", "OTHER", "4xx"]), 1);
+        assert_eq!(get(&["unmatched", "POST", "0"]), 1);
+        assert_eq!(get(&["api", "DELETE", "5xx"]), 1);
+        assert_eq!(get(&["api", "GET", "200"]), 0);
+        assert_eq!(status_label(404), "404");
+        assert_eq!(status_label(103), "1xx");
+    }
 
     /// Metrics with one sample in every labelled family (empty families are not rendered).
     fn populated() -> Metrics {

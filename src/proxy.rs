@@ -76,7 +76,8 @@ pub struct RequestCtx {
     route: Option<usize>,
     /// Set only after the token verified.
     claims: Option<Arc<AccessClaims>>,
-    request_id: String,
+    /// The client's `X-Request-Id` when acceptable, else a fresh one; set first thing.
+    request_id: Option<http::HeaderValue>,
     /// An error chosen by our own hooks, so `fail_to_proxy` answers it rather than guessing
     /// from Pingora's error type.
     failure: Option<GatewayError>,
@@ -91,6 +92,15 @@ pub struct RequestCtx {
     upstream_started: Option<Instant>,
     /// Answered by the gateway's own auth endpoints.
     is_api: bool,
+}
+
+impl RequestCtx {
+    fn request_id(&self) -> &str {
+        self.request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
 }
 
 impl Gateway {
@@ -233,7 +243,7 @@ impl Gateway {
             .iter()
             .map(|(k, v)| (*k, v.as_str()))
             .collect();
-        write_json(session, reply.status, reply.body, &ctx.request_id, &extra).await
+        write_json(session, reply.status, reply.body, ctx.request_id(), &extra).await
     }
 
     fn wants_redirect(&self, session: &Session, ctx: &RequestCtx) -> bool {
@@ -301,7 +311,7 @@ async fn answer_error(
         session,
         public.status,
         public.body(),
-        &ctx.request_id,
+        ctx.request_id(),
         &extra,
     )
     .await?;
@@ -312,6 +322,10 @@ async fn answer_error(
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
+    /// Pingora's default adds a disabled response-compression module, which still runs on every
+    /// request; the gateway never compresses, so it adds none.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> RequestCtx {
         self.metrics.in_flight.inc();
         RequestCtx {
@@ -321,7 +335,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.request_id = match session.req_header().headers.get(&X_REQUEST_ID) {
+        ctx.request_id = Some(match session.req_header().headers.get(&X_REQUEST_ID) {
             Some(v)
                 if identity::is_acceptable_request_id(v.as_bytes())
                     && session
@@ -332,10 +346,10 @@ impl ProxyHttp for Gateway {
                         .count()
                         == 1 =>
             {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
+                v.clone()
             }
             _ => identity::new_request_id(),
-        };
+        });
         let peer = Self::peer_ip(session).unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let xff = session
             .req_header()
@@ -383,14 +397,14 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[reason])
                 .inc();
         }
-        tracing::debug!(request_id = %ctx.request_id, error = %err, "refused");
+        tracing::debug!(request_id = %ctx.request_id(), error = %err, "refused");
         if matches!(err, GatewayError::Token(_)) && self.wants_redirect(session, ctx) {
             let location = self.login_location(session);
             write_json(
                 session,
                 302,
                 b"{}".to_vec(),
-                &ctx.request_id,
+                ctx.request_id(),
                 &[("location", &location)],
             )
             .await?;
@@ -462,25 +476,25 @@ impl ProxyHttp for Gateway {
         for name in &forged {
             up.remove_header(name);
         }
+        // Names go in as shared bytes and values as the claims' prebuilt header values: Pingora
+        // then copies neither (a `HeaderName` would be title-cased into a fresh buffer).
         if let Some(c) = &ctx.claims {
             // Every copy a client sent is gone by now, so appending cannot duplicate.
-            let h = &self.headers;
-            up.append_header(h.user_id.clone(), c.sub.as_str())?;
+            let (h, v) = (&self.headers, &c.header_values);
+            up.append_header(h.user_id.clone(), v.sub.clone())?;
             for (name, value) in [
-                (&h.email, &c.email),
-                (&h.nickname, &c.nickname),
-                (&h.provider, &c.provider),
+                (&h.email, &v.email),
+                (&h.nickname, &v.nickname),
+                (&h.provider, &v.provider),
             ] {
-                if let Some(v) = value {
-                    // A claim that cannot be a header value (control characters) is left out
-                    // rather than failing the request; the other identity headers still go.
-                    if let Ok(v) = http::HeaderValue::from_bytes(v.as_bytes()) {
-                        up.append_header(name.clone(), v)?;
-                    }
+                if let Some(value) = value {
+                    up.append_header(name.clone(), value.clone())?;
                 }
             }
         }
-        up.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+        if let Some(id) = &ctx.request_id {
+            up.insert_header("X-Request-Id", id.clone())?;
+        }
         strip_session_cookies(up)?;
 
         let peer = Self::peer_ip(session);
@@ -504,18 +518,18 @@ impl ProxyHttp for Gateway {
                     _ => Vec::new(),
                 }
             };
-            let xff = identity::forwarded_for(
-                peer,
-                (!existing.is_empty()).then_some(&existing[..]),
-                &self.trusted_proxies,
-            );
-            up.insert_header(X_FORWARDED_FOR, xff)?;
+            if existing.is_empty() {
+                up.insert_header("X-Forwarded-For", identity::ip_header_value(peer))?;
+            } else {
+                let xff = identity::forwarded_for(peer, Some(&existing), &self.trusted_proxies);
+                up.insert_header("X-Forwarded-For", xff)?;
+            }
             let proto = identity::forwarded_proto(
                 peer,
                 up.headers.get(&X_FORWARDED_PROTO).map(|v| v.as_bytes()),
                 &self.trusted_proxies,
             );
-            up.insert_header(X_FORWARDED_PROTO, proto)?;
+            up.insert_header("X-Forwarded-Proto", http::HeaderValue::from_static(proto))?;
             if !trusted {
                 for name in [&FORWARDED, &X_REAL_IP] {
                     if up.headers.contains_key(name) {
@@ -526,7 +540,7 @@ impl ProxyHttp for Gateway {
         }
         match up.headers.get(http::header::HOST).cloned() {
             Some(host) => {
-                up.insert_header(X_FORWARDED_HOST, host)?;
+                up.insert_header("X-Forwarded-Host", host)?;
             }
             None => {
                 up.remove_header(&X_FORWARDED_HOST);
@@ -541,7 +555,9 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        resp.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+        if let Some(id) = &ctx.request_id {
+            resp.insert_header("X-Request-Id", id.clone())?;
+        }
         for c in ctx.set_cookies.drain(..) {
             resp.append_header("set-cookie", c)?;
         }
@@ -563,14 +579,13 @@ impl ProxyHttp for Gateway {
         };
         let req = session.req_header();
         let elapsed = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
-        self.metrics
-            .requests
-            .with_label_values(&[
-                route,
-                crate::metrics::method_label(&req.method),
-                status_label(status),
-            ])
-            .inc();
+        let counters = &self.durations.requests;
+        let slot = match (ctx.is_api, ctx.route) {
+            (true, _) => counters.auth_slot(),
+            (false, Some(i)) => i,
+            (false, None) => counters.unmatched_slot(),
+        };
+        counters.inc(slot, &req.method, status);
         let duration = match (ctx.is_api, ctx.route) {
             (true, _) => &self.durations.auth,
             (false, Some(i)) => &self.durations.routes[i],
@@ -588,7 +603,7 @@ impl ProxyHttp for Gateway {
         };
         tracing::info!(
             target: "authgate::access",
-            request_id = %ctx.request_id,
+            request_id = %ctx.request_id(),
             client_ip = %ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
             method = %crate::metrics::method_label(&req.method),
             path = %loggable(path),
@@ -607,7 +622,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let err = ctx.failure.take().unwrap_or_else(|| classify(e));
-        tracing::warn!(request_id = %ctx.request_id, error = %err, cause = %e, "proxy failure");
+        tracing::warn!(request_id = %ctx.request_id(), error = %err, cause = %e, "proxy failure");
         let code = match err {
             // The client went away or sent garbage mid-body; nothing useful can be written.
             GatewayError::ClientGone => 0,
@@ -652,33 +667,6 @@ mod tests {
         );
         assert_eq!(super::loggable("/안녕".as_bytes()), "/안녕");
         assert_eq!(super::loggable(&[b'a'; 600]).len(), 512);
-    }
-}
-
-fn status_label(status: u16) -> &'static str {
-    // Interned: the label set stays small and no string is built per request.
-    const LABELS: [&str; 6] = ["0", "1xx", "2xx", "3xx", "4xx", "5xx"];
-    match status {
-        200 => "200",
-        201 => "201",
-        204 => "204",
-        206 => "206",
-        101 => "101",
-        301 => "301",
-        302 => "302",
-        304 => "304",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        413 => "413",
-        429 => "429",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        s => LABELS[(s / 100).min(5) as usize],
     }
 }
 

@@ -10,7 +10,6 @@
 //! that. Lookups take one shard's read lock, so concurrent requests do not contend.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,8 +20,9 @@ const AFTER_EXP: i64 = 300;
 
 pub struct Revocations {
     /// `jti` -> the token's `exp` (Unix seconds), spread over shards by `hasher`.
-    shards: Box<[RwLock<HashMap<Box<str>, i64>>]>,
-    hasher: std::collections::hash_map::RandomState,
+    shards: Box<[RwLock<HashMap<Box<str>, i64, ahash::RandomState>>]>,
+    /// Randomly seeded, so clients cannot pick `jti`s that pile into one shard or bucket.
+    hasher: ahash::RandomState,
 }
 
 fn now() -> i64 {
@@ -41,12 +41,14 @@ impl Default for Revocations {
 impl Revocations {
     pub fn new() -> Revocations {
         Revocations {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(HashMap::with_hasher(ahash::RandomState::new())))
+                .collect(),
             hasher: Default::default(),
         }
     }
 
-    fn shard(&self, jti: &str) -> &RwLock<HashMap<Box<str>, i64>> {
+    fn shard(&self, jti: &str) -> &RwLock<HashMap<Box<str>, i64, ahash::RandomState>> {
         &self.shards[self.hasher.hash_one(jti) as usize % SHARDS]
     }
 

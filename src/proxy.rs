@@ -335,29 +335,23 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.request_id = Some(match session.req_header().headers.get(&X_REQUEST_ID) {
-            Some(v)
-                if identity::is_acceptable_request_id(v.as_bytes())
-                    && session
-                        .req_header()
-                        .headers
-                        .get_all(&X_REQUEST_ID)
-                        .iter()
-                        .count()
-                        == 1 =>
-            {
-                v.clone()
-            }
+        let mut ids = session.req_header().headers.get_all(&X_REQUEST_ID).iter();
+        ctx.request_id = Some(match (ids.next(), ids.next()) {
+            (Some(v), None) if identity::is_acceptable_request_id(v.as_bytes()) => v.clone(),
             _ => identity::new_request_id(),
         });
         let peer = Self::peer_ip(session).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let xff = session
-            .req_header()
-            .headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .map(|v| v.as_bytes());
-        let client_ip = identity::client_ip(peer, xff, &self.trusted_proxies);
+        // Only a trusted proxy's X-Forwarded-For is looked up at all.
+        let client_ip = if identity::is_trusted(peer, &self.trusted_proxies) {
+            let xff = session.req_header().headers.get_all(&X_FORWARDED_FOR);
+            identity::client_ip(
+                peer,
+                xff.iter().map(|v| v.as_bytes()),
+                &self.trusted_proxies,
+            )
+        } else {
+            peer
+        };
         ctx.client_ip = Some(client_ip);
         let key = identity::rate_key(client_ip);
         let admitted = self.admit(session, ctx).await;
@@ -467,19 +461,43 @@ impl ProxyHttp for Gateway {
         up: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let forged: Vec<http::HeaderName> = up
+        let peer = Self::peer_ip(session);
+        let trusted = peer.is_some_and(|p| identity::is_trusted(p, &self.trusted_proxies));
+        // What a trusted proxy said is read before the client's copies go; anyone else's
+        // chain is dropped unread.
+        let (chain, proto) = match peer {
+            Some(peer) if trusted => (
+                joined(&up.headers, &X_FORWARDED_FOR),
+                identity::forwarded_proto(
+                    peer,
+                    up.headers.get(&X_FORWARDED_PROTO).map(|v| v.as_bytes()),
+                    &self.trusted_proxies,
+                ),
+            ),
+            _ => (Vec::new(), "http"),
+        };
+        // One pass over the client's header names: forgeable identity headers go, and so does
+        // every header the gateway sets itself, which is then appended (cheaper than Pingora's
+        // replacing insert, and nothing is left to duplicate).
+        let ours = |n: &http::HeaderName| {
+            *n == X_REQUEST_ID
+                || *n == X_FORWARDED_FOR
+                || *n == X_FORWARDED_PROTO
+                || *n == X_FORWARDED_HOST
+                || (!trusted && (*n == FORWARDED || *n == X_REAL_IP))
+        };
+        let gone: Vec<http::HeaderName> = up
             .headers
             .keys()
-            .filter(|n| self.headers.is_forgeable(n.as_str()))
+            .filter(|n| ours(n) || self.headers.is_forgeable(n.as_str()))
             .cloned()
             .collect();
-        for name in &forged {
+        for name in &gone {
             up.remove_header(name);
         }
         // Names go in as shared bytes and values as the claims' prebuilt header values: Pingora
         // then copies neither (a `HeaderName` would be title-cased into a fresh buffer).
         if let Some(c) = &ctx.claims {
-            // Every copy a client sent is gone by now, so appending cannot duplicate.
             let (h, v) = (&self.headers, &c.header_values);
             up.append_header(h.user_id.clone(), v.sub.clone())?;
             for (name, value) in [
@@ -493,58 +511,20 @@ impl ProxyHttp for Gateway {
             }
         }
         if let Some(id) = &ctx.request_id {
-            up.insert_header("X-Request-Id", id.clone())?;
+            up.append_header("X-Request-Id", id.clone())?;
         }
         strip_session_cookies(up)?;
-
-        let peer = Self::peer_ip(session);
         if let Some(peer) = peer {
-            let trusted = identity::is_trusted(peer, &self.trusted_proxies);
-            // From an untrusted peer the client's chain is dropped unread.
-            let existing: Vec<u8> = if !trusted {
-                Vec::new()
+            if chain.is_empty() {
+                up.append_header("X-Forwarded-For", identity::ip_header_value(peer))?;
             } else {
-                let mut all = up.headers.get_all(&X_FORWARDED_FOR).iter();
-                match (all.next(), all.next()) {
-                    (Some(one), None) => one.as_bytes().to_vec(),
-                    (Some(first), Some(second)) => {
-                        let mut v = [first.as_bytes(), second.as_bytes()].join(&b", "[..]);
-                        for more in all {
-                            v.extend_from_slice(b", ");
-                            v.extend_from_slice(more.as_bytes());
-                        }
-                        v
-                    }
-                    _ => Vec::new(),
-                }
-            };
-            if existing.is_empty() {
-                up.insert_header("X-Forwarded-For", identity::ip_header_value(peer))?;
-            } else {
-                let xff = identity::forwarded_for(peer, Some(&existing), &self.trusted_proxies);
-                up.insert_header("X-Forwarded-For", xff)?;
-            }
-            let proto = identity::forwarded_proto(
-                peer,
-                up.headers.get(&X_FORWARDED_PROTO).map(|v| v.as_bytes()),
-                &self.trusted_proxies,
-            );
-            up.insert_header("X-Forwarded-Proto", http::HeaderValue::from_static(proto))?;
-            if !trusted {
-                for name in [&FORWARDED, &X_REAL_IP] {
-                    if up.headers.contains_key(name) {
-                        up.remove_header(name);
-                    }
-                }
+                let xff = identity::forwarded_for(peer, Some(&chain), &self.trusted_proxies);
+                up.append_header("X-Forwarded-For", xff)?;
             }
         }
-        match up.headers.get(http::header::HOST).cloned() {
-            Some(host) => {
-                up.insert_header("X-Forwarded-Host", host)?;
-            }
-            None => {
-                up.remove_header(&X_FORWARDED_HOST);
-            }
+        up.append_header("X-Forwarded-Proto", http::HeaderValue::from_static(proto))?;
+        if let Some(host) = up.headers.get(http::header::HOST).cloned() {
+            up.append_header("X-Forwarded-Host", host)?;
         }
         Ok(())
     }
@@ -702,6 +682,18 @@ fn strip_session_cookies(up: &mut RequestHeader) -> Result<()> {
         up.insert_header("cookie", kept.join("; "))?;
     }
     Ok(())
+}
+
+/// Every value of a header, joined with ", " as a single list (RFC 9110 §5.3).
+fn joined(headers: &http::HeaderMap, name: &http::HeaderName) -> Vec<u8> {
+    let mut out = Vec::new();
+    for value in headers.get_all(name) {
+        if !out.is_empty() {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(value.as_bytes());
+    }
+    out
 }
 
 /// Maps a Pingora error that our hooks did not choose to the public error.

@@ -106,6 +106,64 @@ async fn public_route_is_forwarded_without_a_token_and_forged_identity_is_stripp
 }
 
 #[tokio::test]
+async fn forwarding_headers_are_the_gateways_own_unless_a_trusted_proxy_sent_them() {
+    let (gw, app, admin) = setup().await;
+    let r = gw
+        .get(
+            "/api/public/x",
+            &[
+                ("X-Forwarded-For", "203.0.113.9"),
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Host", "evil.example"),
+                ("Forwarded", "for=203.0.113.9;proto=https"),
+                ("X-Real-IP", "203.0.113.9"),
+                ("X-Request-Id", "first"),
+                ("X-Request-Id", "second"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = app.last();
+    assert_eq!(seen.one("X-Forwarded-For"), Some("127.0.0.1"));
+    assert_eq!(seen.one("X-Forwarded-Proto"), Some("http"));
+    assert_eq!(seen.one("X-Forwarded-Host"), Some("gateway.test"));
+    assert!(seen.all("Forwarded").is_empty(), "{:?}", seen.headers);
+    assert!(seen.all("X-Real-IP").is_empty(), "{:?}", seen.headers);
+    // Two ids are not one acceptable id: a fresh one replaces both, and the client gets it.
+    let id = seen.one("X-Request-Id").unwrap();
+    assert!(id.len() == 32 && id != "first" && id != "second", "{id}");
+    assert_eq!(r.header("x-request-id"), Some(id));
+
+    // Behind a trusted proxy its chain is extended and what it said is kept.
+    let trusted = Gateway::start_with(
+        &two_upstreams(&app, &admin),
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+    )
+    .await;
+    let r = trusted
+        .get(
+            "/api/public/x",
+            &[
+                ("X-Forwarded-For", "198.51.100.1"),
+                ("X-Forwarded-For", "198.51.100.2"),
+                ("X-Forwarded-Proto", "https"),
+                ("Forwarded", "for=198.51.100.2"),
+                ("X-Real-IP", "198.51.100.2"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = app.last();
+    assert_eq!(
+        seen.one("X-Forwarded-For"),
+        Some("198.51.100.1, 198.51.100.2, 127.0.0.1")
+    );
+    assert_eq!(seen.one("X-Forwarded-Proto"), Some("https"));
+    assert_eq!(seen.one("Forwarded"), Some("for=198.51.100.2"));
+    assert_eq!(seen.one("X-Real-IP"), Some("198.51.100.2"));
+}
+
+#[tokio::test]
 async fn protected_route_needs_a_valid_token() {
     let (gw, app, _) = setup().await;
 

@@ -150,7 +150,7 @@ pub fn safe_next(next: Option<&str>, allowed_origins: &[String]) -> String {
     }
     if let Ok(u) = url::Url::parse(next) {
         let origin = u.origin().ascii_serialization();
-        if allowed_origins.iter().any(|o| *o == origin)
+        if allowed_origins.contains(&origin)
             && u.username().is_empty()
             && u.password().is_none()
             && check_target(&next.as_bytes()[origin.len().min(next.len())..])

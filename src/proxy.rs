@@ -477,8 +477,8 @@ impl ProxyHttp for Gateway {
             _ => (Vec::new(), "http"),
         };
         // One pass over the client's header names: forgeable identity headers go, and so does
-        // every header the gateway sets itself, which is then appended (cheaper than Pingora's
-        // replacing insert, and nothing is left to duplicate).
+        // every header the gateway sets itself, so each of ours is then a plain append that
+        // cannot duplicate a client's copy.
         let ours = |n: &http::HeaderName| {
             *n == X_REQUEST_ID
                 || *n == X_FORWARDED_FOR
@@ -637,19 +637,6 @@ pub fn loggable(bytes: &[u8]) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn logged_values_cannot_forge_lines_or_colours() {
-        assert_eq!(
-            super::loggable(b"/a\x1b[31m\r\nX: y\"\\\xff"),
-            "/a\\u{1b}[31m\\r\\nX: y\\\"\\\\\\xff"
-        );
-        assert_eq!(super::loggable("/안녕".as_bytes()), "/안녕");
-        assert_eq!(super::loggable(&[b'a'; 600]).len(), 512);
-    }
-}
-
 /// The gateway's session cookies are credentials for the gateway, not for the upstream app:
 /// an upstream that logs or echoes cookies must not be able to leak them.
 fn strip_session_cookies(up: &mut RequestHeader) -> Result<()> {
@@ -713,5 +700,18 @@ fn classify(e: &Error) -> GatewayError {
         ) => GatewayError::ClientGone,
         (ErrorSource::Downstream, _) => GatewayError::BadRequest(what),
         _ => GatewayError::Internal(what),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logged_values_cannot_forge_lines_or_colours() {
+        assert_eq!(
+            super::loggable(b"/a\x1b[31m\r\nX: y\"\\\xff"),
+            "/a\\u{1b}[31m\\r\\nX: y\\\"\\\\\\xff"
+        );
+        assert_eq!(super::loggable("/안녕".as_bytes()), "/안녕");
+        assert_eq!(super::loggable(&[b'a'; 600]).len(), 512);
     }
 }

@@ -18,9 +18,13 @@ const SHARDS: usize = 64;
 /// Kept a little past `exp` so a token accepted within the verification leeway stays refused.
 const AFTER_EXP: i64 = 300;
 
+/// `jti` -> the token's `exp`; randomly seeded, so clients cannot pick `jti`s that pile into
+/// one bucket.
+type Shard = RwLock<HashMap<Box<str>, i64, ahash::RandomState>>;
+
 pub struct Revocations {
     /// `jti` -> the token's `exp` (Unix seconds), spread over shards by `hasher`.
-    shards: Box<[RwLock<HashMap<Box<str>, i64, ahash::RandomState>>]>,
+    shards: Box<[Shard]>,
     /// Randomly seeded, so clients cannot pick `jti`s that pile into one shard or bucket.
     hasher: ahash::RandomState,
 }
@@ -48,7 +52,7 @@ impl Revocations {
         }
     }
 
-    fn shard(&self, jti: &str) -> &RwLock<HashMap<Box<str>, i64, ahash::RandomState>> {
+    fn shard(&self, jti: &str) -> &Shard {
         &self.shards[self.hasher.hash_one(jti) as usize % SHARDS]
     }
 

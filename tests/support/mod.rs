@@ -637,7 +637,7 @@ pub async fn seed_login(gw: &Gateway, fake: &FakeKakao, user: i64) -> Value {
     let login_url = r.json()["login_url"].as_str().unwrap().to_string();
     let back = approve(fake, &login_url, user).await;
     let code = query_param(&back, "code").expect("a code");
-    let r = post_callback(&gw, &code).await;
+    let r = post_callback(gw, &code).await;
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
 }

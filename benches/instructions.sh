@@ -6,35 +6,15 @@
 # TCP, about half of each server's CPU time here) is not in these numbers.
 #
 # Usage: benches/instructions.sh      (REQUESTS=10000 to change; about 3 minutes)
-# Needs valgrind, nginx, haproxy and python3.
+# Needs valgrind, nginx, haproxy and python3; installs the first three from Debian's packages if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/peers.sh
 REQUESTS=${REQUESTS:-10000}
-SECRET="load-benchmark-secret-0123456789abcdef0123"
-UP=18080 AG=18081 AG_ADMIN=18091 BARE=18082 NGX=18083 HAP=18084
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
-command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 1; }
 
-scripts/ensure-tools
+need_tools valgrind nginx haproxy
 cargo build --release --locked --bin authgate --example bare_pingora >&2
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-wait_port() {
-  for _ in $(seq 1 600); do
-    (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "port $1 never opened" >&2; return 1
-}
+make_workdir
 
 write_configs
 # One nginx process, so callgrind sees the worker.
@@ -56,7 +36,8 @@ for peer in authgate bare-pingora haproxy-jwt nginx-proxy; do
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg.$peer.%p" \
     ${CMD[$peer]} >"$work/$peer.out" 2>"$work/$peer.err" &
   pid=$!
-  wait_port ${PORT[$peer]}
+  pids+=($pid)
+  wait_port ${PORT[$peer]} 600  # slow to start under valgrind
   python3 benches/fixed_requests.py ${PORT[$peer]} 2000 4 "$TOKEN"
   callgrind_control -i on $pid >/dev/null 2>&1
   python3 benches/fixed_requests.py ${PORT[$peer]} "$REQUESTS" 4 "$TOKEN"

@@ -17,45 +17,17 @@ source benches/peers.sh
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
-SECRET="load-benchmark-secret-0123456789abcdef0123"
-UP=18080 AG=18081 AG_ADMIN=18091 BARE=18082 NGX=18083 HAP=18084 AGN=18085 AGN_ADMIN=18095
 
-missing=()
-for tool in nginx haproxy wrk; do
-  command -v $tool >/dev/null 2>&1 || [ -x /usr/sbin/$tool ] || missing+=($tool)
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
-
-scripts/ensure-tools
+need_tools nginx haproxy wrk
 cargo build --release --locked --bin authgate --example bare_pingora --example login_load >&2
 BIN=target/release/authgate
 BARE_BIN=target/release/examples/bare_pingora
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
+make_workdir
 start() { # name, command...
   local name=$1; shift
   taskset -c 0 "$@" >"$work/$name.out" 2>"$work/$name.err" &
   pids+=($!)
-}
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "port $1 never opened" >&2; return 1
 }
 
 # --- the servers --------------------------------------------------------------------------

@@ -1,5 +1,43 @@
-# Sourced by benches/load.sh and benches/instructions.sh: the peers' configurations and the
-# benchmark token. Expects $work, $SECRET and the port variables to be set.
+# Sourced by benches/load.sh and benches/instructions.sh: the ports, the tools, a scratch
+# directory whose servers are stopped on exit, the peers' configurations and the token.
+
+SECRET="load-benchmark-secret-0123456789abcdef0123"
+UP=18080 AG=18081 AG_ADMIN=18091 BARE=18082 NGX=18083 HAP=18084 AGN=18085 AGN_ADMIN=18095
+
+# Installs the named tools from Debian's packages when missing, then the build tools.
+need_tools() {
+  local missing=()
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+  HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+  scripts/ensure-tools
+}
+
+# $work, removed on exit after every process recorded in $pids is stopped.
+make_workdir() {
+  work=$(mktemp -d)
+  pids=()
+  trap cleanup EXIT
+}
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+
+wait_port() { # port [tenths of a second]
+  for _ in $(seq 1 "${2:-100}"); do
+    (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "port $1 never opened" >&2; return 1
+}
 
 write_configs() {
 cat >"$work/nginx-up.conf" <<EOF

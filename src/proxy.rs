@@ -86,6 +86,9 @@ pub struct RequestCtx {
     /// `Set-Cookie` values for the client after a transparent refresh.
     set_cookies: Vec<String>,
     started: Option<Instant>,
+    /// The socket peer, and whether it is a trusted proxy: looked up once per request.
+    peer: Option<IpAddr>,
+    peer_trusted: bool,
     /// From the socket peer and trusted proxies only (`identity::client_ip`).
     client_ip: Option<IpAddr>,
     /// When the first backend was chosen, for `authgate_upstream_duration_seconds`.
@@ -340,9 +343,11 @@ impl ProxyHttp for Gateway {
             (Some(v), None) if identity::is_acceptable_request_id(v.as_bytes()) => v.clone(),
             _ => identity::new_request_id(),
         });
-        let peer = Self::peer_ip(session).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        ctx.peer = Self::peer_ip(session);
+        let peer = ctx.peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        ctx.peer_trusted = ctx.peer.is_some() && identity::is_trusted(peer, &self.trusted_proxies);
         // Only a trusted proxy's X-Forwarded-For is looked up at all.
-        let client_ip = if identity::is_trusted(peer, &self.trusted_proxies) {
+        let client_ip = if ctx.peer_trusted {
             let xff = session.req_header().headers.get_all(&X_FORWARDED_FOR);
             identity::client_ip(
                 peer,
@@ -457,12 +462,11 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         up: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let peer = Self::peer_ip(session);
-        let trusted = peer.is_some_and(|p| identity::is_trusted(p, &self.trusted_proxies));
+        let (peer, trusted) = (ctx.peer, ctx.peer_trusted);
         // What a trusted proxy said is read before the client's copies go; anyone else's
         // chain is dropped unread.
         let (chain, proto) = match peer {

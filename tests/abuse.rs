@@ -248,14 +248,7 @@ async fn metrics_move_with_the_journey_and_the_log_holds_no_secret() {
         .await
         .assert_gateway_error(401, "INVALID_TOKEN");
     let access2 = rotated["access_token"].as_str().unwrap();
-    let r = gw
-        .send(&request(
-            "POST",
-            "/api/auth/logout",
-            &[("Authorization", &bearer(access2))],
-            "",
-        ))
-        .await;
+    let r = post_logout(&gw, &bearer(access2)).await;
     assert_eq!(r.status, 200);
     // The public listener never serves /metrics.
     gw.get("/metrics", &[])

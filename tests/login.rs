@@ -141,14 +141,7 @@ async fn journey(s: Setup) {
 
     // Logout revokes the presented access token.
     let auth2 = bearer(&access2);
-    let r = gw
-        .send(&request(
-            "POST",
-            "/api/auth/logout",
-            &[("Authorization", &auth2)],
-            "",
-        ))
-        .await;
+    let r = post_logout(&gw, &auth2).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.json()["message"].is_string());
     gw.get("/api/orders", &[("Authorization", &auth2)])
@@ -574,14 +567,9 @@ async fn a_locked_sqlite_store_gives_503_verifying_goes_on_and_it_recovers_by_it
     post_refresh(&s.gw, &tokens["refresh_token"])
         .await
         .assert_gateway_error(503, "STORE_UNAVAILABLE");
-    s.gw.send(&request(
-        "POST",
-        "/api/auth/logout",
-        &[("Authorization", &auth)],
-        "",
-    ))
-    .await
-    .assert_gateway_error(503, "STORE_UNAVAILABLE");
+    post_logout(&s.gw, &auth)
+        .await
+        .assert_gateway_error(503, "STORE_UNAVAILABLE");
     // Verification needs no store.
     assert_eq!(
         s.gw.get("/api/orders", &[("Authorization", &auth)])
@@ -601,14 +589,7 @@ async fn a_locked_sqlite_store_gives_503_verifying_goes_on_and_it_recovers_by_it
     // Back by itself: the refresh token survived the failed attempt.
     let r = post_refresh(&s.gw, &tokens["refresh_token"]).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let r =
-        s.gw.send(&request(
-            "POST",
-            "/api/auth/logout",
-            &[("Authorization", &auth)],
-            "",
-        ))
-        .await;
+    let r = post_logout(&s.gw, &auth).await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
@@ -628,14 +609,7 @@ async fn two_instances_on_one_postgres_agree_on_logout_within_two_seconds() {
             .status,
         200
     );
-    let r =
-        a.gw.send(&request(
-            "POST",
-            "/api/auth/logout",
-            &[("Authorization", &auth)],
-            "",
-        ))
-        .await;
+    let r = post_logout(&a.gw, &auth).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let logged_out = Instant::now();
     loop {

@@ -50,14 +50,7 @@ async fn postgres_stopped_gives_503_verifying_goes_on_and_it_recovers_by_itself(
     r.assert_gateway_error(503, "STORE_UNAVAILABLE");
     let r = post_refresh(&gw, &tokens["refresh_token"]).await;
     r.assert_gateway_error(503, "STORE_UNAVAILABLE");
-    let r = gw
-        .send(&request(
-            "POST",
-            "/api/auth/logout",
-            &[("Authorization", &auth)],
-            "",
-        ))
-        .await;
+    let r = post_logout(&gw, &auth).await;
     r.assert_gateway_error(503, "STORE_UNAVAILABLE");
     assert_eq!(
         gw.get("/api/orders", &[("Authorization", &auth)])

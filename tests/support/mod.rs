@@ -700,6 +700,17 @@ pub async fn post_refresh(gw: &Gateway, token: impl serde::Serialize) -> RawResp
     .await
 }
 
+/// `POST /api/auth/logout` with `Authorization: <auth>` (a whole `Bearer ...` value).
+pub async fn post_logout(gw: &Gateway, auth: &str) -> RawResponse {
+    gw.send(&request(
+        "POST",
+        "/api/auth/logout",
+        &[("Authorization", auth)],
+        "",
+    ))
+    .await
+}
+
 /// `POST /api/auth/kakao/callback` with `{"code": code}`, as the seed's client sends it.
 pub async fn post_callback(gw: &Gateway, code: impl serde::Serialize) -> RawResponse {
     gw.send(&json_post(

@@ -122,17 +122,7 @@ fn now() -> i64 {
     jsonwebtoken::get_current_timestamp() as i64
 }
 
-/// Reads one cookie from every `Cookie` header.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
+pub use crate::cookies::cookie;
 
 fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -> String {
     format!(
@@ -204,9 +194,12 @@ impl AuthApi {
         })
     }
 
-    /// True for every path this module answers (the proxy sends them here, never upstream).
+    /// True for every path this module answers (the proxy sends them here, never upstream),
+    /// in any ASCII case like route prefixes: `/API/AUTH/x` is ours too (and unknown, 404),
+    /// never an upstream's.
     pub fn owns(&self, path: &str) -> bool {
-        path == JWKS_PATH || crate::routes::prefix_matches(&self.prefix, path)
+        path.eq_ignore_ascii_case(JWKS_PATH)
+            || crate::routes::prefix_matches_ignore_case(&self.prefix, path)
     }
 
     pub async fn handle(&self, req: ApiRequest) -> ApiReply {
@@ -214,7 +207,7 @@ impl AuthApi {
         if req.path.ends_with("/kakao/callback")
             && !matches!(
                 outcome,
-                Err(GatewayError::NoRoute | GatewayError::MethodNotAllowed)
+                Err(GatewayError::NoRoute | GatewayError::MethodNotAllowed(_))
             )
         {
             let result = match &outcome {
@@ -253,10 +246,13 @@ impl AuthApi {
             return match (&req.method, &self.jwks) {
                 (&Method::GET, Some(jwks)) => Ok(ApiReply::json(200, jwks.clone())),
                 (_, None) => Err(GatewayError::NoRoute),
-                _ => Err(GatewayError::MethodNotAllowed),
+                _ => Err(GatewayError::MethodNotAllowed("GET".into())),
             };
         }
-        let sub = &req.path[self.prefix.len()..];
+        // Owned in any case, answered only in ours: `/API/AUTH/refresh` is unknown here.
+        let Some(sub) = req.path.strip_prefix(self.prefix.as_str()) else {
+            return Err(GatewayError::NoRoute);
+        };
         let m = &req.method;
         match sub {
             "/kakao/login-url" if m == Method::GET => self.login_url(req),
@@ -266,8 +262,11 @@ impl AuthApi {
             "/refresh" if m == Method::POST => self.refresh(req).await,
             "/profile" if m == Method::GET => self.profile(req).await,
             "/logout" if m == Method::POST => self.logout(req).await,
-            "/kakao/login-url" | "/kakao/login" | "/kakao/callback" | "/refresh" | "/profile"
-            | "/logout" => Err(GatewayError::MethodNotAllowed),
+            "/kakao/login-url" | "/kakao/login" | "/profile" => {
+                Err(GatewayError::MethodNotAllowed("GET".into()))
+            }
+            "/kakao/callback" => Err(GatewayError::MethodNotAllowed("GET, POST".into())),
+            "/refresh" | "/logout" => Err(GatewayError::MethodNotAllowed("POST".into())),
             _ => Err(GatewayError::NoRoute),
         }
     }
@@ -658,15 +657,5 @@ mod tests {
             assert_eq!(safe_next(Some(bad), &allowed), "/", "{bad:?}");
         }
         assert_eq!(safe_next(None, &allowed), "/");
-    }
-
-    #[test]
-    fn cookies_are_read_from_every_cookie_header() {
-        let mut h = HeaderMap::new();
-        h.append("cookie", "a=1; authgate_access=tok".parse().unwrap());
-        h.append("cookie", "authgate_refresh=r".parse().unwrap());
-        assert_eq!(cookie(&h, ACCESS_COOKIE), Some("tok"));
-        assert_eq!(cookie(&h, REFRESH_COOKIE), Some("r"));
-        assert_eq!(cookie(&h, "missing"), None);
     }
 }

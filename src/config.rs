@@ -124,6 +124,14 @@ pub struct ServerConfig {
     pub grace_period_seconds: u64,
     /// Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed; nobody's by default.
     pub trusted_proxies: Vec<IpNet>,
+    /// The whole request head must arrive within this (then 408 and close).
+    pub client_header_timeout_ms: u64,
+    /// How long a connection may sit idle between requests.
+    pub keepalive_timeout_ms: u64,
+    /// Open client connections in all; more are refused at once.
+    pub max_connections: usize,
+    /// Open client connections per address (IPv6 per /64); trusted proxies only count in all.
+    pub max_connections_per_ip: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +175,8 @@ pub struct JwtConfig {
     pub leeway_seconds: u64,
     /// How many verified tokens to remember (0 = verify every signature).
     pub verified_cache_entries: u64,
+    /// Longer tokens are refused unread: nobody makes us decode a header-sized blob.
+    pub max_token_bytes: usize,
     /// `None` only while the configuration has problems.
     pub keys: Option<Arc<JwtKeys>>,
 }
@@ -231,6 +241,9 @@ pub struct RouteConfig {
     pub host: Option<String>,
     /// Upper-case method names; empty = any method.
     pub methods: Vec<String>,
+    /// Match `path_prefix` byte for byte instead of ignoring ASCII case (only for upstreams
+    /// known to route case-sensitively).
+    pub case_sensitive: bool,
     pub upstream: String,
     pub auth: AuthMode,
     pub on_unauthenticated: OnUnauthenticated,
@@ -338,6 +351,10 @@ fn read_server(s: &Sec<'_>, p: &mut Vec<Problem>) -> ServerConfig {
             "threads",
             "grace_period_seconds",
             "trusted_proxies",
+            "client_header_timeout_ms",
+            "keepalive_timeout_ms",
+            "max_connections",
+            "max_connections_per_ip",
         ],
         p,
     );
@@ -373,6 +390,10 @@ fn read_server(s: &Sec<'_>, p: &mut Vec<Problem>) -> ServerConfig {
         threads,
         grace_period_seconds,
         trusted_proxies,
+        client_header_timeout_ms: s.int("client_header_timeout_ms", 10_000, 100, 600_000, p),
+        keepalive_timeout_ms: s.int("keepalive_timeout_ms", 60_000, 1_000, 3_600_000, p),
+        max_connections: s.int("max_connections", 8192, 1, 1_000_000, p) as usize,
+        max_connections_per_ip: s.int("max_connections_per_ip", 256, 1, 1_000_000, p) as u32,
     }
 }
 
@@ -395,6 +416,7 @@ fn read_jwt(s: &Sec<'_>, base: &Path, env: EnvLookup<'_>, p: &mut Vec<Problem>) 
             "refresh_ttl_days",
             "leeway_seconds",
             "verified_cache_entries",
+            "max_token_bytes",
         ],
         p,
     );
@@ -423,6 +445,7 @@ fn read_jwt(s: &Sec<'_>, base: &Path, env: EnvLookup<'_>, p: &mut Vec<Problem>) 
         .unwrap_or_else(|| s.int("refresh_ttl_days", 7, 1, 365, p));
     let leeway_seconds = s.int("leeway_seconds", 30, 0, 300, p);
     let verified_cache_entries = s.int("verified_cache_entries", 10_000, 0, 10_000_000, p);
+    let max_token_bytes = s.int("max_token_bytes", 8192, 256, 65_536, p) as usize;
 
     let keys = match algorithm {
         JwtAlgorithm::HS256 => hs256_keys(s, &secret, p),
@@ -445,6 +468,7 @@ fn read_jwt(s: &Sec<'_>, base: &Path, env: EnvLookup<'_>, p: &mut Vec<Problem>) 
         refresh_ttl_days,
         leeway_seconds,
         verified_cache_entries,
+        max_token_bytes,
         keys: keys.map(Arc::new),
     }
 }
@@ -944,6 +968,7 @@ fn read_route(s: &Sec<'_>, p: &mut Vec<Problem>) -> RouteConfig {
             "path_prefix",
             "host",
             "methods",
+            "case_sensitive",
             "upstream",
             "auth",
             "on_unauthenticated",
@@ -961,8 +986,10 @@ fn read_route(s: &Sec<'_>, p: &mut Vec<Problem>) -> RouteConfig {
              and only letters, digits and - . _ ~ ! $ & ' ( ) * + , = : @",
         ));
     }
-    let host = s.string("host", "", p).to_ascii_lowercase();
-    if host.contains(['/', ' ', ':']) {
+    let host = crate::routes::normalize_route_host(&s.string("host", "", p));
+    if !host.is_empty()
+        && (host.contains(':') || crate::routes::check_host(host.as_bytes()).is_err())
+    {
         p.push(s.problem(
             "host",
             format!("{host:?}"),
@@ -984,6 +1011,7 @@ fn read_route(s: &Sec<'_>, p: &mut Vec<Problem>) -> RouteConfig {
             up
         })
         .collect();
+    let case_sensitive = s.bool("case_sensitive", false, p);
     let upstream = s.nonempty_string("upstream", "", p);
     let auth = match s.string("auth", "required", p).as_str() {
         "required" => AuthMode::Required,
@@ -1015,6 +1043,7 @@ fn read_route(s: &Sec<'_>, p: &mut Vec<Problem>) -> RouteConfig {
         path_prefix,
         host: (!host.is_empty()).then_some(host),
         methods,
+        case_sensitive,
         upstream,
         auth,
         on_unauthenticated,
@@ -1065,7 +1094,7 @@ fn cross_check(
             fix: "add at least one [[routes]] table; without routes every request is 404".into(),
         });
     }
-    let mut seen = HashSet::new();
+    let mut seen = std::collections::HashMap::new();
     let mut route_names = HashSet::new();
     for (i, r) in routes.iter().enumerate() {
         if !r.upstream.is_empty() && !names.contains(r.upstream.as_str()) {
@@ -1084,7 +1113,18 @@ fn cross_check(
                 ),
             });
         }
-        if !seen.insert((r.host.clone(), r.path_prefix.clone())) {
+        // Prefixes are matched without case, so `/App` and `/app` on one host would be one route.
+        let key = (r.host.clone(), r.path_prefix.to_ascii_lowercase());
+        if let Some((j, other)) = seen.get(&key) {
+            let fix = if *other == r.path_prefix {
+                format!("routes[{j}] already has this host + path_prefix; merge them or change one")
+            } else {
+                format!(
+                    "routes[{j}] has {other:?}, the same prefix but for case; prefixes are matched \
+                     ignoring ASCII case (many upstreams serve both spellings alike), so merge \
+                     the two routes"
+                )
+            };
             p.push(Problem {
                 key: format!("routes[{i}].path_prefix"),
                 value: format!(
@@ -1092,9 +1132,10 @@ fn cross_check(
                     r.path_prefix,
                     r.host.as_deref().unwrap_or("")
                 ),
-                fix: "another route already has this host + path_prefix; merge them or change one"
-                    .into(),
+                fix,
             });
+        } else {
+            seen.insert(key, (i, r.path_prefix.clone()));
         }
         if !r.name.is_empty() && !route_names.insert(r.name.as_str()) {
             p.push(Problem {
@@ -1385,6 +1426,16 @@ mod tests {
         assert_eq!(c.server.threads, 2);
         assert_eq!(c.server.grace_period_seconds, 10);
         assert!(c.server.trusted_proxies.is_empty());
+        assert_eq!(
+            (
+                c.server.client_header_timeout_ms,
+                c.server.keepalive_timeout_ms,
+                c.server.max_connections,
+                c.server.max_connections_per_ip
+            ),
+            (10_000, 60_000, 8192, 256)
+        );
+        assert_eq!(c.jwt.max_token_bytes, 8192);
         assert_eq!(c.jwt.algorithm, JwtAlgorithm::HS256);
         assert_eq!(
             (c.jwt.issuer.as_str(), c.jwt.audience.as_str()),
@@ -1412,8 +1463,18 @@ mod tests {
         );
         let r = &c.routes[0];
         assert_eq!(
-            (r.auth, r.on_unauthenticated, r.host.clone()),
-            (AuthMode::Required, OnUnauthenticated::Status401, None)
+            (
+                r.auth,
+                r.on_unauthenticated,
+                r.host.clone(),
+                r.case_sensitive
+            ),
+            (
+                AuthMode::Required,
+                OnUnauthenticated::Status401,
+                None,
+                false
+            )
         );
     }
 
@@ -1616,6 +1677,27 @@ mod tests {
         };
         assert!(parse(&two("a.example", "b.example")).is_ok());
         assert!(parse(&two("a.example", "A.example")).is_err());
+        assert!(parse(&two("a.example", "a.example.")).is_err());
+    }
+
+    #[test]
+    fn prefixes_equal_but_for_case_are_one_route_and_refused() {
+        let two = |p1: &str, p2: &str, extra: &str| {
+            minimal(&format!(
+                "[[routes]]\nname=\"x\"\npath_prefix=\"{p1}\"\nupstream=\"app\"\n{extra}\n\
+                 [[routes]]\nname=\"y\"\npath_prefix=\"{p2}\"\nupstream=\"app\"\n"
+            ))
+        };
+        let problems = parse(&two("/App", "/app", "")).err().unwrap().0;
+        let p = problems
+            .iter()
+            .find(|p| p.key == "routes[2].path_prefix")
+            .unwrap_or_else(|| panic!("{problems:?}"));
+        assert!(p.fix.contains("but for case"), "{p}");
+        assert!(p.fix.contains("routes[1]"), "{p}");
+        // Opting one route out of case-insensitive matching does not make them two routes.
+        assert!(parse(&two("/App", "/app", "case_sensitive = true")).is_err());
+        assert!(parse(&two("/app", "/apps", "")).is_ok());
     }
 
     #[test]

@@ -24,6 +24,26 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The demo's routes, in front of an upstream called `demo`: `/` optional (the home page shows
+/// who is logged in), `/app` required with browsers sent to login, `/api` required.
+pub const ROUTES: &str = r#"[[routes]]
+name = "home"
+path_prefix = "/"
+upstream = "demo"
+auth = "optional"
+[[routes]]
+name = "app"
+path_prefix = "/app"
+upstream = "demo"
+auth = "required"
+on_unauthenticated = "redirect"
+[[routes]]
+name = "api"
+path_prefix = "/api"
+upstream = "demo"
+auth = "required"
+"#;
+
 pub async fn serve(listener: TcpListener) {
     localhttp::serve(listener, |req| async move {
         let seen: Vec<(&str, String)> = SHOWN

@@ -15,6 +15,8 @@ pub enum GatewayError {
     BadRequest(String),
     #[error("the client closed the connection")]
     ClientGone,
+    #[error("the client stalled sending its request")]
+    RequestTimeout,
     #[error("no route matches")]
     NoRoute,
     #[error("{0}")]
@@ -27,8 +29,9 @@ pub enum GatewayError {
     UpstreamTimeout(String),
     #[error("internal error: {0}")]
     Internal(String),
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// With the `Allow` header's value.
+    #[error("method not allowed (allowed: {0})")]
+    MethodNotAllowed(String),
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{0}")]
@@ -41,6 +44,12 @@ pub enum GatewayError {
     Store(#[from] StoreError),
     #[error("rate limit ({}) exceeded", .0.scope.label())]
     RateLimited(crate::limits::Exceeded),
+}
+
+impl From<crate::limits::Exceeded> for GatewayError {
+    fn from(e: crate::limits::Exceeded) -> Self {
+        GatewayError::RateLimited(e)
+    }
 }
 
 /// What the client sees.
@@ -60,6 +69,11 @@ impl GatewayError {
                 (400, "BAD_REQUEST", "The request is malformed or ambiguous.")
             }
             GatewayError::NoRoute => (404, "NOT_FOUND", "No route matches this request."),
+            GatewayError::RequestTimeout => (
+                408,
+                "REQUEST_TIMEOUT",
+                "The request was not received in time.",
+            ),
             GatewayError::Token(t) => match t {
                 TokenError::Missing => (401, "UNAUTHORIZED", "Authentication is required."),
                 TokenError::Expired => (401, "TOKEN_EXPIRED", "The access token has expired."),
@@ -86,7 +100,7 @@ impl GatewayError {
                 "The service did not answer in time.",
             ),
             GatewayError::Internal(_) => (500, "INTERNAL_ERROR", "An internal error occurred."),
-            GatewayError::MethodNotAllowed => (
+            GatewayError::MethodNotAllowed(_) => (
                 405,
                 "METHOD_NOT_ALLOWED",
                 "This method is not allowed here.",
@@ -146,6 +160,11 @@ impl GatewayError {
         let mut h = Vec::new();
         if let Some(w) = self.public().www_authenticate {
             h.push(("www-authenticate", w.to_string()));
+        }
+        if let GatewayError::MethodNotAllowed(allow) = self {
+            if !allow.is_empty() {
+                h.push(("allow", allow.clone()));
+            }
         }
         if let GatewayError::RateLimited(e) = self {
             h.push(("retry-after", e.retry_after_secs.to_string()));

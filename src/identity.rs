@@ -160,40 +160,85 @@ pub fn forwarded_for(peer: IpAddr, existing: Option<&[u8]>, trusted: &[IpNet]) -
     }
 }
 
-/// The client's address: the socket peer, unless the peer is a trusted proxy; then the rightmost
-/// `X-Forwarded-For` hop that is not itself a trusted proxy. Only trusted proxies' headers are
-/// read, so a client cannot choose its own address; garbage or an absurdly long chain means the
-/// peer. `X-Real-IP` and `Forwarded` are never read.
+/// The client's address: the socket peer, unless the peer is a trusted proxy; then
+/// `X-Forwarded-For` is walked from the right, trusted hops skipped, and the first untrusted hop
+/// is the client (nginx's `real_ip_recursive`). Only what trusted proxies appended is read, so a
+/// client cannot choose its own address, and whatever it wrote further left does not matter,
+/// garbage included. A hop a trusted proxy wrote that is not an address means the peer; a chain
+/// of trusted hops only means its leftmost one. Hops may carry a port (`192.0.2.1:5678`,
+/// `[2001:db8::1]:443`). `X-Real-IP` and `Forwarded` are never read.
 pub fn client_ip<'a>(
     peer: IpAddr,
-    xff: impl Iterator<Item = &'a [u8]>,
+    xff: impl DoubleEndedIterator<Item = &'a [u8]>,
     trusted: &[IpNet],
 ) -> IpAddr {
     if !is_trusted(peer, trusted) {
         return peer;
     }
-    let mut hops: Vec<IpAddr> = Vec::new();
-    let mut total = 0;
-    for value in xff {
-        total += value.len();
-        if total > 2048 {
-            return peer;
-        }
-        let Ok(text) = std::str::from_utf8(value) else {
-            return peer;
-        };
-        for hop in text.split(',') {
-            match hop.trim().parse::<IpAddr>() {
-                Ok(ip) => hops.push(ip),
-                Err(_) => return peer,
+    let mut leftmost_trusted = peer;
+    let mut examined = 0;
+    for value in xff.rev() {
+        for hop in value.rsplit(|&b| b == b',') {
+            examined += 1;
+            let Some(ip) = parse_hop(hop.trim_ascii()).filter(|_| examined <= MAX_HOPS) else {
+                return peer;
+            };
+            if !is_trusted(ip, trusted) {
+                return ip;
             }
+            leftmost_trusted = ip;
         }
     }
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(*ip, trusted))
-        .unwrap_or(peer)
+    leftmost_trusted
 }
+
+/// More trusted hops than any real deployment chains: past them, the peer is the client.
+const MAX_HOPS: usize = 32;
+
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(hop).ok()?;
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+}
+
+/// Headers that tell an upstream where a request came from, which scheme, host, port or path
+/// prefix the client used, or whether it was https. Rails, Spring, Django, Werkzeug's ProxyFix,
+/// Express `trust proxy` and IIS build URLs and make security decisions from them, so from a peer
+/// that is not a trusted proxy every one of them is removed (compared lower case with `_` read
+/// as `-`): anything starting with `X-Forwarded-`, and the names in [`FORWARDING_HEADERS`].
+pub fn is_forwarding_header(name: &str) -> bool {
+    const PREFIX: &str = "x-forwarded-";
+    let starts =
+        name.len() >= PREFIX.len() && PREFIX.bytes().zip(name.bytes()).all(|(c, n)| c == fold(n));
+    starts
+        || FORWARDING_HEADERS.iter().any(|canon| {
+            canon.len() == name.len() && canon.bytes().zip(name.bytes()).all(|(c, n)| c == fold(n))
+        })
+}
+
+/// Besides every `X-Forwarded-*`: the other spellings of client address, scheme and host that
+/// proxies, CDNs and frameworks use.
+pub const FORWARDING_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-original-forwarded-for",
+    "x-original-host",
+    "x-host",
+    "x-proxyuser-ip",
+    "front-end-https",
+    "x-url-scheme",
+    "x-scheme",
+    "x-arr-ssl",
+    "x-https",
+];
 
 /// The rate-limit key for an address: IPv4 as is, IPv6 by its /64 (one subscriber's prefix),
 /// IPv4-mapped IPv6 as the IPv4 address.
@@ -341,17 +386,73 @@ mod tests {
         );
         assert_eq!(ci("10.0.0.1", &[]), ip("10.0.0.1"));
         assert_eq!(
-            ci("10.0.0.1", &["10.1.1.1"]),
-            ip("10.0.0.1"),
-            "only proxies in the chain"
+            ci("10.0.0.1", &["10.1.1.1, 10.2.2.2"]),
+            ip("10.1.1.1"),
+            "only proxies in the chain: the leftmost"
         );
-        assert_eq!(ci("10.0.0.1", &["1.2.3.4, garbage"]), ip("10.0.0.1"));
+        // Garbage the client wrote further left does not matter...
         assert_eq!(
-            ci("10.0.0.1", &[&"1.2.3.4, ".repeat(400)]),
-            ip("10.0.0.1"),
-            "absurdly long"
+            ci("10.0.0.1", &["garbage, \u{e9}, , 198.51.100.2"]),
+            ip("198.51.100.2")
         );
+        assert_eq!(
+            ci("10.0.0.1", &["x", "198.51.100.2, 10.9.9.9"]),
+            ip("198.51.100.2")
+        );
+        assert_eq!(
+            ci(
+                "10.0.0.1",
+                &[&format!("{}198.51.100.2", "1.2.3.4, ".repeat(400))]
+            ),
+            ip("198.51.100.2"),
+            "a long forged prefix"
+        );
+        // ...but a hop where the client must be that is not an address means the peer.
+        assert_eq!(ci("10.0.0.1", &["1.2.3.4, garbage"]), ip("10.0.0.1"));
+        assert_eq!(ci("10.0.0.1", &["1.2.3.4, "]), ip("10.0.0.1"));
         assert_eq!(ci("10.0.0.1", &["2001:db8::1"]), ip("2001:db8::1"));
+        assert_eq!(ci("10.0.0.1", &["198.51.100.2:5678"]), ip("198.51.100.2"));
+        assert_eq!(ci("10.0.0.1", &["[2001:db8::1]:443"]), ip("2001:db8::1"));
+        assert_eq!(
+            ci(
+                "10.0.0.1",
+                &[&format!("{}10.1.1.1", "10.1.1.1, ".repeat(40))]
+            ),
+            ip("10.0.0.1"),
+            "absurdly many trusted hops"
+        );
+    }
+
+    #[test]
+    fn every_spelling_of_a_forwarding_header_is_recognised() {
+        for name in [
+            "x-forwarded-for",
+            "X-Forwarded-Port",
+            "x-forwarded-prefix",
+            "X_Forwarded_Scheme",
+            "x-forwarded-ssl",
+            "x-forwarded-server",
+            "x-forwarded-path",
+            "Front-End-Https",
+            "front_end_https",
+            "Forwarded",
+            "X-Real-IP",
+            "x_real_ip",
+            "True-Client-IP",
+            "CF-Connecting-IP",
+            "X-Url-Scheme",
+        ] {
+            assert!(is_forwarding_header(name), "{name}");
+        }
+        for name in [
+            "x-forwarded",
+            "x-request-id",
+            "host",
+            "forwardedx",
+            "x-forward-for",
+        ] {
+            assert_eq!(is_forwarding_header(name), name == "x-forwarded", "{name}");
+        }
     }
 
     #[test]

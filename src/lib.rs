@@ -9,9 +9,11 @@
 //! config.rs      config.toml + seed env vars -> validated Config; every problem at once
 //! error.rs       GatewayError -> (status, public code, message): the one place statuses are chosen
 //! server.rs      builds the Pingora server: proxy, health checks, drain watcher, admin listener, store, revocation sync
+//! connections.rs our ServerApp around Pingora's: connection caps, request-head and keep-alive timeouts, framing checks
 //! proxy.rs       impl ProxyHttp: the request pipeline; the only module that touches Session
-//! routes.rs      request-target checks + host/prefix/method routing; pure
-//! identity.rs    which headers are stripped and injected, X-Forwarded-*, request ids; pure
+//! routes.rs      request-target and Host checks + host/prefix/method routing; pure
+//! identity.rs    which headers are stripped and injected, X-Forwarded-*, client IP, request ids; pure
+//! cookies.rs     the Cookie header as bytes: our cookies read and removed whatever else it holds; pure
 //! api.rs         the /api/auth endpoints and JWKS as request -> reply functions (no Pingora types)
 //! tokens/        jwt.rs (issue/verify), revocation.rs (sharded in-memory set), refresh.rs (opaque tokens), state.rs (signed state + PKCE)
 //! providers/     kakao.rs (reqwest client), mock.rs (the fake Kakao for `dev` and the tests)
@@ -23,13 +25,16 @@
 //! localhttp.rs   tiny hyper servers on the application runtime (admin, demo, fake Kakao)
 //! demo.rs        the `authgate dev` demo upstream that shows the headers it received
 //! ```
-//! Dependencies point one way: `main -> server -> proxy -> {api, routes, identity, tokens, upstreams, limits, metrics,
-//! error} -> {providers, store} -> config`. Only `server.rs`, `proxy.rs` and `upstreams.rs` name
-//! Pingora types; `api`, `providers` and `store` run on the application runtime (see `server.rs`).
+//! Dependencies point one way: `main -> server -> {connections, proxy} -> {api, routes, identity, cookies, tokens,
+//! upstreams, limits, metrics, error} -> {providers, store} -> config`. Only `server.rs`, `connections.rs`,
+//! `proxy.rs` and `upstreams.rs` name Pingora types; `api`, `providers` and `store` run on the application
+//! runtime (see `server.rs`).
 
 pub mod admin;
 pub mod api;
 pub mod config;
+pub mod connections;
+pub mod cookies;
 pub mod demo;
 pub mod error;
 pub mod identity;

@@ -6,7 +6,8 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -44,6 +45,8 @@ pub struct Exceeded {
     pub limit: u32,
     /// Seconds until a request would be allowed (`Retry-After`, `RateLimit-Reset`).
     pub retry_after_secs: u64,
+    /// The exact wait behind `retry_after_secs`.
+    pub wait: Duration,
 }
 
 struct Limiter<K: std::hash::Hash + Eq + Clone> {
@@ -70,20 +73,17 @@ impl<K: std::hash::Hash + Eq + Clone> Limiter<K> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
-        inner
-            .check_key(key)
-            .map(|_| ())
-            .map_err(|not_until| Exceeded {
+        inner.check_key(key).map(|_| ()).map_err(|not_until| {
+            // The limiter's own clock: building a new one calibrates it, which cost ~13 µs
+            // per refusal (criterion), a gift to whoever floods us.
+            let wait = not_until.wait_time_from(inner.clock().now());
+            Exceeded {
                 scope: self.scope,
                 limit: self.limit.burst,
-                // The limiter's own clock: building a new one calibrates it, which cost ~13 µs
-                // per refusal (criterion), a gift to whoever floods us.
-                retry_after_secs: not_until
-                    .wait_time_from(inner.clock().now())
-                    .as_secs_f64()
-                    .ceil()
-                    .max(1.0) as u64,
-            })
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+                wait,
+            }
+        })
     }
 
     fn prune(&self) -> usize {
@@ -108,6 +108,44 @@ pub struct Limits {
     auth: Limiter<IpAddr>,
     /// Indexed like the router's routes (`Router::routes()`), built from the same configs.
     routes: Vec<RouteLimiters>,
+    /// Requests no route takes (400, 404), per client IP with the `[rate_limit] ip` rate.
+    unrouted: Limiter<IpAddr>,
+    /// Client IPs whose anonymous budget on a route ran out, until it refills: checked before a
+    /// token's signature is verified or a refresh rotated, so a refused client cannot make us
+    /// pay for either. Governor cannot look at a bucket without spending from it, hence this.
+    blocked: Blocked,
+}
+
+/// `(route, rate key)` -> when its IP bucket has a cell again.
+struct Blocked {
+    map: dashmap::DashMap<(usize, IpAddr), Instant, ahash::RandomState>,
+    /// Entries in `map`, read without a lock: zero (no client blocked) is the common case.
+    count: AtomicUsize,
+}
+
+impl Blocked {
+    fn insert(&self, route: usize, ip: IpAddr, until: Instant) {
+        if self.map.insert((route, ip), until).is_none() {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn until(&self, route: usize, ip: IpAddr) -> Option<Duration> {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let until = *self.map.get(&(route, ip))?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    fn prune(&self) -> usize {
+        let now = Instant::now();
+        self.map.retain(|_, until| *until > now);
+        self.map.shrink_to_fit();
+        let len = self.map.len();
+        self.count.store(len, Ordering::Relaxed);
+        len
+    }
 }
 
 impl Limits {
@@ -134,6 +172,11 @@ impl Limits {
         Limits {
             auth: Limiter::new(cfg.auth, Scope::Auth),
             routes,
+            unrouted: Limiter::new(cfg.ip, Scope::Ip),
+            blocked: Blocked {
+                map: dashmap::DashMap::with_hasher(ahash::RandomState::new()),
+                count: AtomicUsize::new(0),
+            },
         }
     }
 
@@ -151,14 +194,38 @@ impl Limits {
         limiter.check(&Box::from(sub))
     }
 
-    /// An anonymous request on `route` (or one whose token was refused), per client IP.
+    /// An anonymous request on `route` (or one whose token was refused), per client IP. A
+    /// refusal also marks the IP as [`Limits::ip_blocked`] until its bucket refills.
     pub fn check_ip(&self, route: usize, ip: IpAddr) -> Result<(), Exceeded> {
-        self.routes[route].ip.check(&ip)
+        self.routes[route].ip.check(&ip).inspect_err(|e| {
+            self.blocked.insert(route, ip, Instant::now() + e.wait);
+        })
+    }
+
+    /// A request that no route takes (a refused target, an unknown path), per client IP.
+    pub fn check_unrouted(&self, ip: IpAddr) -> Result<(), Exceeded> {
+        self.unrouted.check(&ip)
+    }
+
+    /// Without spending anything: whether `ip` ran out of its anonymous budget on `route` and
+    /// must wait, as the refusal to answer.
+    pub fn ip_blocked(&self, route: usize, ip: IpAddr) -> Result<(), Exceeded> {
+        match self.blocked.until(route, ip) {
+            None => Ok(()),
+            Some(wait) => Err(Exceeded {
+                scope: Scope::Ip,
+                limit: self.routes[route].ip.limit.burst,
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+                wait,
+            }),
+        }
     }
 
     /// Forgets keys whose limit has fully recovered; returns how many keys remain.
     pub fn prune(&self) -> usize {
         self.auth.prune()
+            + self.unrouted.prune()
+            + self.blocked.prune()
             + self
                 .routes
                 .iter()
@@ -181,6 +248,8 @@ mod tests {
             path_prefix: "/".into(),
             host: None,
             methods: vec![],
+            allow: String::new(),
+            case_sensitive: false,
             upstream: "app".into(),
             upstream_index: 0,
             auth,
@@ -270,5 +339,44 @@ mod tests {
         }
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(limits.prune(), 0);
+    }
+
+    #[test]
+    fn an_exhausted_ip_is_blocked_without_spending_until_it_refills() {
+        let limits = Limits::new(
+            &RateLimitConfig {
+                ip: Limit {
+                    per_minute: 600,
+                    burst: 2,
+                },
+                ..cfg()
+            },
+            &[
+                route(AuthMode::Required, None),
+                route(AuthMode::Required, None),
+            ],
+        );
+        let (a, b): (IpAddr, IpAddr) = (
+            "198.51.100.1".parse().unwrap(),
+            "198.51.100.2".parse().unwrap(),
+        );
+        limits.check_ip(0, a).unwrap();
+        limits.check_ip(0, a).unwrap();
+        // Looking does not spend: still not blocked, and never blocked before a refusal.
+        for _ in 0..10 {
+            limits.ip_blocked(0, a).unwrap();
+        }
+        let refused = limits.check_ip(0, a).unwrap_err();
+        let blocked = limits.ip_blocked(0, a).unwrap_err();
+        assert_eq!(blocked.scope, Scope::Ip);
+        assert!(blocked.wait <= refused.wait && blocked.wait > Duration::ZERO);
+        limits.ip_blocked(0, b).unwrap();
+        limits.ip_blocked(1, a).unwrap();
+        assert_eq!(limits.prune(), 2, "one IP key, one block");
+        // 600 a minute: one cell every 100 ms.
+        std::thread::sleep(Duration::from_millis(150));
+        limits.ip_blocked(0, a).unwrap();
+        limits.prune();
+        assert_eq!(limits.blocked.count.load(Ordering::Relaxed), 0);
     }
 }

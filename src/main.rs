@@ -98,7 +98,13 @@ fn main() -> ExitCode {
 fn init_logging(log: &config::LogConfig) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("AUTHGATE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,authgate={}", log.level)));
+        // `pingora_proxy` is off: every failure it reports per request, `fail_to_proxy` logs
+        // itself (a client's own at debug), and its remaining lines are client-triggered
+        // ("failed to send error response", "Error finish sending body"): one ERROR per
+        // connection that anyone could write at will.
+        .unwrap_or_else(|_| {
+            EnvFilter::new(format!("warn,pingora_proxy=off,authgate={}", log.level))
+        });
     // Colour codes only for a terminal: in files they are raw escape characters.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
@@ -178,23 +184,8 @@ userinfo_url = "{kakao}/v2/user/me"
 [[upstreams]]
 name = "demo"
 addrs = ["{demo_addr}"]
-[[routes]]
-name = "home"
-path_prefix = "/"
-upstream = "demo"
-auth = "optional"
-[[routes]]
-name = "app"
-path_prefix = "/app"
-upstream = "demo"
-auth = "required"
-on_unauthenticated = "redirect"
-[[routes]]
-name = "api"
-path_prefix = "/api"
-upstream = "demo"
-auth = "required"
-"#
+{routes}"#,
+        routes = authgate::demo::ROUTES
     );
     // The demo's own values must not be overridden by a developer's seed .env.
     let config = Config::parse(&text, std::path::Path::new("."), &|_| None)

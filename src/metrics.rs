@@ -22,6 +22,8 @@ pub struct Metrics {
     pub refresh_reuse: IntCounter,
     pub revoked_tokens: IntGauge,
     pub provider_duration: HistogramVec,
+    pub client_errors: IntCounterVec,
+    pub open_connections: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -112,6 +114,17 @@ impl Metrics {
                 "authgate_provider_request_duration_seconds",
                 "Calls to the identity provider, by provider and endpoint.",
                 &["provider", "endpoint"],
+            ),
+            client_errors: counter(
+                "authgate_client_errors_total",
+                "Connections and requests ended by the client's fault, by kind: \
+                 header_timeout, malformed, headers_too_large, disconnected, \
+                 connection_limit, connection_limit_per_ip.",
+                &["kind"],
+            ),
+            open_connections: gauge(
+                "authgate_open_connections",
+                "Client connections open on the public listener.",
             ),
             registry,
         };
@@ -322,6 +335,7 @@ mod tests {
         m.provider_duration
             .with_label_values(&["kakao", "token"])
             .observe(0.1);
+        m.client_errors.with_label_values(&["header_timeout"]).inc();
         m
     }
 
@@ -341,6 +355,8 @@ mod tests {
             "authgate_revoked_tokens 0",
             "authgate_provider_request_duration_seconds_bucket",
             "authgate_build_info{version=",
+            "authgate_client_errors_total{kind=\"header_timeout\"} 1",
+            "authgate_open_connections 0",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

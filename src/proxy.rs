@@ -32,7 +32,7 @@ use crate::error::{GatewayError, PublicError};
 use crate::identity::{self, HeaderRules};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::routes::{check_target, Router};
+use crate::routes::{check_host, check_target, Miss, Router, TargetError};
 use crate::tokens::jwt::{AccessClaims, TokenError, Verifier};
 use crate::upstreams::Upstream;
 
@@ -59,8 +59,6 @@ const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-
 const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
-const FORWARDED: http::HeaderName = http::HeaderName::from_static("forwarded");
-const X_REAL_IP: http::HeaderName = http::HeaderName::from_static("x-real-ip");
 
 /// What `request_filter` decided.
 enum Step {
@@ -114,8 +112,14 @@ impl Gateway {
             .map(|a| a.ip())
     }
 
-    /// Steps 1–3; `Err` is answered by the caller.
-    async fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Step, GatewayError> {
+    /// Steps 1–3; `Err` is answered by the caller. `key` is the client's rate-limit key: a
+    /// client whose anonymous budget ran out is refused before any signature check or refresh.
+    async fn admit(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        key: IpAddr,
+    ) -> Result<Step, GatewayError> {
         let req = session.req_header();
         // Pingora drops a `#fragment` before it stores the target, so look at the raw request line.
         if let Some(h1) = session.as_http1() {
@@ -126,18 +130,19 @@ impl Gateway {
             }
         }
         let path = check_target(req.raw_path())?;
+        let host = request_host(req)?;
         if self.api.owns(path) {
             return Ok(Step::Api);
         }
-        let host = req
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.host());
-        let (index, route) = self
-            .router
-            .find(host, path, &req.method)
-            .ok_or(GatewayError::NoRoute)?;
+        let (index, route) = match self.router.find(host, path, &req.method) {
+            Ok(found) => found,
+            Err(Miss::NotFound) => return Err(GatewayError::NoRoute),
+            Err(Miss::MethodNotAllowed(index)) => {
+                ctx.route = Some(index);
+                let allow = self.router.routes()[index].allow.clone();
+                return Err(GatewayError::MethodNotAllowed(allow));
+            }
+        };
         ctx.route = Some(index);
         if route.auth == AuthMode::Public {
             return Ok(Step::Proxy);
@@ -163,7 +168,15 @@ impl Gateway {
                 Err(TokenError::Missing.into())
             };
         };
-        match self.verifier.verify(token) {
+        let verified = match self.verifier.cached(token) {
+            Some(decided) => decided,
+            None => {
+                // Only the signature can decide, and it costs: not for a refused client.
+                self.limits.ip_blocked(index, key)?;
+                self.verifier.verify_uncached(token)
+            }
+        };
+        match verified {
             Ok(claims) => {
                 ctx.claims = Some(claims);
                 Ok(Step::Proxy)
@@ -174,6 +187,10 @@ impl Gateway {
                 let refresh = api::cookie(&req.headers, api::REFRESH_COOKIE)
                     .ok_or(TokenError::Expired)?
                     .to_string();
+                // A rotation writes to the store: limited like `POST /refresh`, and never for
+                // a client already refused.
+                self.limits.ip_blocked(index, key)?;
+                self.limits.check_auth(key)?;
                 let (api, secure) = (self.api.clone(), self.is_https(session));
                 let refreshed = self
                     .app
@@ -213,7 +230,13 @@ impl Gateway {
         let mut body = bytes::BytesMut::new();
         if session.req_header().method != http::Method::GET {
             session.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-            while let Some(chunk) = session.read_request_body().await? {
+            // A body error is the client's (a bad chunk, a stall, a hang-up): marked so, it is
+            // answered as such rather than as our own failure.
+            while let Some(chunk) = session
+                .read_request_body()
+                .await
+                .map_err(|e| e.into_down())?
+            {
                 if body.len() + chunk.len() > api::MAX_BODY {
                     session.set_keepalive(None);
                     answer_error(session, ctx, &GatewayError::PayloadTooLarge(api::MAX_BODY))
@@ -359,9 +382,10 @@ impl ProxyHttp for Gateway {
         };
         ctx.client_ip = Some(client_ip);
         let key = identity::rate_key(client_ip);
-        let admitted = self.admit(session, ctx).await;
-        // Limits: the auth endpoints per IP; a verified user per `sub`; everyone else, and every
-        // refused token (whatever `sub` it claims), per IP.
+        let admitted = self.admit(session, ctx, key).await;
+        // Limits: the auth endpoints per IP; a verified user per `sub`; everyone else per IP:
+        // anonymous requests, refused tokens (whatever `sub` they claim) and requests refused
+        // as malformed, unknown or of the wrong method.
         let limited = match (&admitted, ctx.route) {
             // JWKS is public key material that upstreams fetch; only the login endpoints are
             // worth guessing at.
@@ -371,17 +395,16 @@ impl ProxyHttp for Gateway {
                 Some(c) => self.limits.check_user(route, &c.sub),
                 None => self.limits.check_ip(route, key),
             },
-            (Err(GatewayError::Token(_)), Some(route)) => self.limits.check_ip(route, key),
+            (Err(GatewayError::Token(_) | GatewayError::MethodNotAllowed(_)), Some(route)) => {
+                self.limits.check_ip(route, key)
+            }
+            (Err(GatewayError::BadTarget(_) | GatewayError::NoRoute), _) => {
+                self.limits.check_unrouted(key)
+            }
             _ => Ok(()),
         };
         let err = match (admitted, limited) {
-            (_, Err(exceeded)) => {
-                self.metrics
-                    .rate_limited
-                    .with_label_values(&[exceeded.scope.label()])
-                    .inc();
-                GatewayError::RateLimited(exceeded)
-            }
+            (_, Err(exceeded)) => GatewayError::RateLimited(exceeded),
             (Ok(Step::Proxy), Ok(())) => return Ok(false),
             (Ok(Step::Api), Ok(())) => {
                 ctx.is_api = true;
@@ -390,6 +413,12 @@ impl ProxyHttp for Gateway {
             }
             (Err(err), Ok(())) => err,
         };
+        if let GatewayError::RateLimited(exceeded) = &err {
+            self.metrics
+                .rate_limited
+                .with_label_values(&[exceeded.scope.label()])
+                .inc();
+        }
         if let Some(reason) = err.auth_failure_reason() {
             self.metrics
                 .auth_failures
@@ -483,12 +512,14 @@ impl ProxyHttp for Gateway {
         // One pass over the client's header names: forgeable identity headers go, and so does
         // every header the gateway sets itself, so each of ours is then a plain append that
         // cannot duplicate a client's copy.
+        // From anyone but a trusted proxy, every forwarding header goes (`X-Forwarded-*`,
+        // `Forwarded`, `X-Real-IP`, `Front-End-Https`, ...: `identity::FORWARDING_HEADERS`).
         let ours = |n: &http::HeaderName| {
             *n == X_REQUEST_ID
                 || *n == X_FORWARDED_FOR
                 || *n == X_FORWARDED_PROTO
                 || *n == X_FORWARDED_HOST
-                || (!trusted && (*n == FORWARDED || *n == X_REAL_IP))
+                || (!trusted && identity::is_forwarding_header(n.as_str()))
         };
         let gone: Vec<http::HeaderName> = up
             .headers
@@ -606,10 +637,27 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let err = ctx.failure.take().unwrap_or_else(|| classify(e));
-        tracing::warn!(request_id = %ctx.request_id(), error = %err, cause = %e, "proxy failure");
+        match &err {
+            // The client's doing: counted, and logged only at debug so nobody can fill the log.
+            GatewayError::ClientGone
+            | GatewayError::BadRequest(_)
+            | GatewayError::RequestTimeout => {
+                let kind = match err {
+                    GatewayError::ClientGone => "disconnected",
+                    GatewayError::RequestTimeout => "body_timeout",
+                    _ => "malformed",
+                };
+                self.metrics.client_errors.with_label_values(&[kind]).inc();
+                tracing::debug!(request_id = %ctx.request_id(), error = %err, cause = %e, "client error");
+            }
+            _ => {
+                tracing::warn!(request_id = %ctx.request_id(), error = %err, cause = %e, "proxy failure")
+            }
+        }
+        // Nothing can be written to a client that is gone, nor after a response has started.
         let code = match err {
-            // The client went away or sent garbage mid-body; nothing useful can be written.
             GatewayError::ClientGone => 0,
+            _ if session.response_written().is_some() => 0,
             _ => match answer_error(session, ctx, &err).await {
                 Ok(p) => p.status,
                 Err(_) => 0,
@@ -619,6 +667,12 @@ impl ProxyHttp for Gateway {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// `fail_to_proxy` logs every failure itself (client errors at debug only); Pingora's own
+    /// ERROR line per failure would let any client write to the log at will.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        true
     }
 }
 
@@ -642,37 +696,54 @@ pub fn loggable(bytes: &[u8]) -> String {
 }
 
 /// The gateway's session cookies are credentials for the gateway, not for the upstream app:
-/// an upstream that logs or echoes cookies must not be able to leak them.
+/// an upstream that logs or echoes cookies must not be able to leak them. The header is handled
+/// as bytes (`cookies::without`), so other cookies reach the upstream exactly as sent.
 fn strip_session_cookies(up: &mut RequestHeader) -> Result<()> {
-    let ours = |kv: &str| {
-        let name = kv.trim().split('=').next().unwrap_or("");
-        name == api::ACCESS_COOKIE || name == api::REFRESH_COOKIE || name == api::STATE_COOKIE
+    let ours = |name: &[u8]| {
+        name == api::ACCESS_COOKIE.as_bytes()
+            || name == api::REFRESH_COOKIE.as_bytes()
+            || name == api::STATE_COOKIE.as_bytes()
     };
     let cookies = up.headers.get_all(http::header::COOKIE);
     // Most requests carry none of ours: check without copying anything.
-    if !cookies
+    let stripped: Vec<Option<Vec<u8>>> = cookies
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(';').any(ours))
-    {
+        .map(|v| crate::cookies::without(v.as_bytes(), ours))
+        .collect();
+    if stripped.iter().all(Option::is_none) {
         return Ok(());
     }
-    let values: Vec<String> = cookies
+    let kept: Vec<http::HeaderValue> = cookies
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::to_string)
-        .collect();
-    let kept: Vec<&str> = values
-        .iter()
-        .flat_map(|v| v.split(';'))
-        .filter(|kv| !ours(kv))
-        .map(str::trim)
+        .zip(stripped)
+        .filter_map(|(original, stripped)| match stripped {
+            None => Some(original.clone()),
+            Some(v) if v.is_empty() => None,
+            // Bytes of a valid header value with some pairs taken out are still valid.
+            Some(v) => http::HeaderValue::from_bytes(&v).ok(),
+        })
         .collect();
     up.remove_header("cookie");
-    if !kept.is_empty() {
-        up.insert_header("cookie", kept.join("; "))?;
+    for value in kept {
+        up.append_header("cookie", value)?;
     }
     Ok(())
+}
+
+/// The request's host as routing compares it (`routes::check_host`): from `Host`, or from the
+/// target's authority when there is no `Host` (HTTP/2). Two `Host` headers are refused: the
+/// upstream might read the other one.
+fn request_host(req: &RequestHeader) -> Result<Option<&str>, GatewayError> {
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Err(TargetError::BadHost.into()),
+        (Some(h), None) if h.is_empty() => Ok(None),
+        (Some(h), None) => Ok(Some(check_host(h.as_bytes())?)),
+        (None, _) => match req.uri.authority() {
+            Some(a) => Ok(Some(check_host(a.as_str().as_bytes())?)),
+            None => Ok(None),
+        },
+    }
 }
 
 /// Every value of a header, joined with ", " as a single list (RFC 9110 §5.3).
@@ -702,6 +773,8 @@ fn classify(e: &Error) -> GatewayError {
             ErrorSource::Downstream,
             ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
         ) => GatewayError::ClientGone,
+        (ErrorSource::Downstream, ErrorType::ReadTimedout) => GatewayError::RequestTimeout,
+        // Framing, chunk and header errors Pingora finds in what the client sent.
         (ErrorSource::Downstream, _) => GatewayError::BadRequest(what),
         _ => GatewayError::Internal(what),
     }

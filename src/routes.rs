@@ -34,6 +34,8 @@ pub enum TargetError {
     DoubleEncoded,
     #[error("the path contains a '.', '..' or empty segment")]
     DotOrEmptySegment,
+    #[error("the Host header is not a host name, an IP literal or a port")]
+    BadHost,
 }
 
 /// Characters allowed raw in a path segment and in route prefixes: RFC 3986 unreserved,
@@ -152,14 +154,30 @@ pub fn check_target(target: &[u8]) -> Result<&str, TargetError> {
 pub struct Route {
     pub name: String,
     pub path_prefix: String,
+    /// Lower case, without port or trailing dot.
     pub host: Option<String>,
+    /// Empty = any method; otherwise includes `HEAD` whenever it includes `GET`.
     pub methods: Vec<http::Method>,
+    /// The `Allow` header value for a 405 (empty when any method is allowed).
+    pub allow: String,
+    /// Compare the prefix byte for byte instead of ASCII-case-insensitively.
+    pub case_sensitive: bool,
     pub upstream: String,
     /// Index of the upstream group, resolved once at start-up.
     pub upstream_index: usize,
     pub auth: AuthMode,
     pub on_unauthenticated: OnUnauthenticated,
     pub rate_limit: Option<Limit>,
+}
+
+/// Why no route takes a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    /// No route's host and prefix match.
+    NotFound,
+    /// The route the path belongs to does not allow this method (index of that route): the
+    /// request is refused there and never falls through to a shorter prefix.
+    MethodNotAllowed(usize),
 }
 
 /// Routes ordered so that the first match is the right one: longest prefix first, and for one
@@ -175,20 +193,34 @@ impl Router {
     pub fn new(routes: &[RouteConfig], upstream_index: impl Fn(&str) -> usize) -> Router {
         let mut routes: Vec<Route> = routes
             .iter()
-            .map(|r| Route {
-                name: r.name.clone(),
-                path_prefix: r.path_prefix.clone(),
-                host: r.host.clone(),
-                methods: r
+            .map(|r| {
+                let mut methods: Vec<http::Method> = r
                     .methods
                     .iter()
                     .filter_map(|m| http::Method::from_bytes(m.as_bytes()).ok())
-                    .collect(),
-                upstream: r.upstream.clone(),
-                upstream_index: upstream_index(&r.upstream),
-                auth: r.auth,
-                on_unauthenticated: r.on_unauthenticated,
-                rate_limit: r.rate_limit,
+                    .collect();
+                // Most frameworks answer HEAD with their GET handler: a GET route owns HEAD too.
+                if methods.contains(&http::Method::GET) && !methods.contains(&http::Method::HEAD) {
+                    methods.push(http::Method::HEAD);
+                }
+                let allow = methods
+                    .iter()
+                    .map(http::Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Route {
+                    name: r.name.clone(),
+                    path_prefix: r.path_prefix.clone(),
+                    host: r.host.as_deref().map(normalize_route_host),
+                    methods,
+                    allow,
+                    case_sensitive: r.case_sensitive,
+                    upstream: r.upstream.clone(),
+                    upstream_index: upstream_index(&r.upstream),
+                    auth: r.auth,
+                    on_unauthenticated: r.on_unauthenticated,
+                    rate_limit: r.rate_limit,
+                }
             })
             .collect();
         routes.sort_by(|a, b| {
@@ -204,21 +236,38 @@ impl Router {
         &self.routes
     }
 
-    /// `host` is the request's Host (any case, port allowed); `path` comes from [`check_target`].
+    /// `host` comes from [`check_host`] (any case); `path` from [`check_target`]. The route is chosen by host and prefix alone; its methods then
+    /// admit the request or refuse it with [`Miss::MethodNotAllowed`].
     pub fn find(
         &self,
         host: Option<&str>,
         path: &str,
         method: &http::Method,
-    ) -> Option<(usize, &Route)> {
-        let host = host.map(strip_port);
-        self.routes.iter().enumerate().find(|(_, r)| {
-            prefix_matches(&r.path_prefix, path)
-                && r.host
-                    .as_deref()
-                    .is_none_or(|h| host.is_some_and(|rh| rh.eq_ignore_ascii_case(h)))
-                && (r.methods.is_empty() || r.methods.contains(method))
-        })
+    ) -> Result<(usize, &Route), Miss> {
+        let (index, route) = self
+            .routes
+            .iter()
+            .enumerate()
+            .find(|(_, r)| {
+                route_prefix_matches(r, path)
+                    && r.host
+                        .as_deref()
+                        .is_none_or(|h| host.is_some_and(|rh| rh.eq_ignore_ascii_case(h)))
+            })
+            .ok_or(Miss::NotFound)?;
+        if route.methods.is_empty() || route.methods.contains(method) {
+            Ok((index, route))
+        } else {
+            Err(Miss::MethodNotAllowed(index))
+        }
+    }
+}
+
+fn route_prefix_matches(route: &Route, path: &str) -> bool {
+    if route.case_sensitive {
+        prefix_matches(&route.path_prefix, path)
+    } else {
+        prefix_matches_ignore_case(&route.path_prefix, path)
     }
 }
 
@@ -230,15 +279,75 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     path.starts_with(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
 }
 
-fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
+/// [`prefix_matches`] with ASCII letters compared without case: many upstreams (Express,
+/// ASP.NET Core, IIS, static servers on case-insensitive file systems) serve `/APP/x` as
+/// `/app/x`, so both spellings must get the same route.
+pub fn prefix_matches_ignore_case(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    path.len() >= prefix.len()
+        && path.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+        && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
+}
+
+/// Checks a `Host` value and returns its name as routing compares it: without the port and one
+/// trailing dot (`Admin.Example.:8443` is `Admin.Example`; case is ignored by the comparison).
+/// nginx, Django and browsers treat the fully qualified `admin.example.` as `admin.example`, so
+/// both must take the same route; anything an upstream could read as yet another name (empty
+/// labels such as `admin..example`, a leading dot, characters outside host names) is refused,
+/// as nginx refuses it.
+pub fn check_host(host: &[u8]) -> Result<&str, TargetError> {
+    let bad = Err(TargetError::BadHost);
+    if host.is_empty() || host.len() > 260 {
+        return bad;
+    }
+    let name = if host[0] == b'[' {
         // [v6]:port
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
+        let Some(close) = host.iter().position(|&b| b == b']') else {
+            return bad;
+        };
+        let inner = &host[1..close];
+        if inner.is_empty()
+            || !inner
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+            || !port_ok(&host[close + 1..])
+        {
+            return bad;
+        }
+        &host[..=close]
+    } else {
+        let colon = host.iter().position(|&b| b == b':').unwrap_or(host.len());
+        if !port_ok(&host[colon..]) {
+            return bad;
+        }
+        let name = &host[..colon];
+        let name = name.strip_suffix(b".").unwrap_or(name);
+        if name.is_empty()
+            || name.split(|&b| b == b'.').any(|label| label.is_empty())
+            || !name
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        {
+            return bad;
+        }
+        name
+    };
+    Ok(std::str::from_utf8(name).expect("checked ASCII"))
+}
+
+/// Empty, or `:` and 1–5 digits.
+fn port_ok(rest: &[u8]) -> bool {
+    rest.is_empty()
+        || (rest[0] == b':'
+            && (2..=6).contains(&rest.len())
+            && rest[1..].iter().all(u8::is_ascii_digit))
+}
+
+/// A configured route host as [`check_host`] leaves a request's: lower case, no trailing dot.
+pub fn normalize_route_host(host: &str) -> String {
+    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
 }
 
 #[cfg(test)]
@@ -303,11 +412,16 @@ mod tests {
             path_prefix: prefix.into(),
             host: host.map(str::to_string),
             methods: methods.iter().map(|m| m.to_string()).collect(),
+            case_sensitive: false,
             upstream: "app".into(),
             auth: AuthMode::Public,
             on_unauthenticated: OnUnauthenticated::Status401,
             rate_limit: None,
         }
+    }
+
+    fn host(h: &str) -> Option<&str> {
+        Some(check_host(h.as_bytes()).unwrap())
     }
 
     #[test]
@@ -326,38 +440,117 @@ mod tests {
         let name = |host: Option<&str>, path: &str, m: &http::Method| {
             router.find(host, path, m).map(|(_, r)| r.name.as_str())
         };
-        assert_eq!(name(None, "/api", &get), Some("api"));
-        assert_eq!(name(None, "/api/", &get), Some("api"));
-        assert_eq!(name(None, "/apix", &get), Some("root"));
-        assert_eq!(name(None, "/api/admin/users", &get), Some("admin"));
-        assert_eq!(name(None, "/api/administrator", &get), Some("api"));
+        assert_eq!(name(None, "/api", &get), Ok("api"));
+        assert_eq!(name(None, "/api/", &get), Ok("api"));
+        assert_eq!(name(None, "/apix", &get), Ok("root"));
+        assert_eq!(name(None, "/api/admin/users", &get), Ok("admin"));
+        assert_eq!(name(None, "/api/administrator", &get), Ok("api"));
         assert_eq!(
-            name(Some("ADMIN.example:8443"), "/api/admin", &get),
-            Some("admin-host")
+            name(host("ADMIN.example:8443"), "/api/admin", &get),
+            Ok("admin-host")
         );
         assert_eq!(
-            name(Some("other.example"), "/api/admin", &get),
-            Some("admin")
+            name(host("admin.example."), "/api/admin", &get),
+            Ok("admin-host"),
+            "one trailing dot is the same host"
         );
+        assert_eq!(name(host("other.example"), "/api/admin", &get), Ok("admin"));
+        assert_eq!(name(None, "/api/items", &http::Method::POST), Ok("writes"));
+        // The path is inside `writes`: another method is refused there, never sent to `api`.
+        let writes = router
+            .routes()
+            .iter()
+            .position(|r| r.name == "writes")
+            .unwrap();
         assert_eq!(
-            name(None, "/api/items", &http::Method::POST),
-            Some("writes")
+            router.find(None, "/api/items/1", &get).map(|(i, _)| i),
+            Err(Miss::MethodNotAllowed(writes))
         );
-        assert_eq!(name(None, "/api/items", &get), Some("api"));
+        assert_eq!(router.routes()[writes].allow, "POST, PUT");
 
         let narrow = Router::new(&[route("only", "/api", Some("a.example"), &["GET"])], |_| 0);
-        assert!(narrow.find(Some("b.example"), "/api", &get).is_none());
-        assert!(narrow.find(None, "/api", &get).is_none());
+        assert_eq!(narrow.routes()[0].allow, "GET, HEAD");
+        assert!(narrow.find(host("b.example"), "/api", &get).is_err());
+        assert!(narrow.find(None, "/api", &get).is_err());
+        assert_eq!(
+            narrow
+                .find(host("a.example"), "/api", &http::Method::DELETE)
+                .map(|_| ()),
+            Err(Miss::MethodNotAllowed(0))
+        );
         assert!(narrow
-            .find(Some("a.example"), "/api", &http::Method::DELETE)
-            .is_none());
-        assert!(narrow.find(Some("a.example"), "/other", &get).is_none());
+            .find(host("a.example"), "/api", &http::Method::HEAD)
+            .is_ok());
+        assert_eq!(
+            narrow.find(host("a.example"), "/other", &get).map(|_| ()),
+            Err(Miss::NotFound)
+        );
     }
 
     #[test]
-    fn host_ports_are_ignored() {
-        assert_eq!(strip_port("a.example:80"), "a.example");
-        assert_eq!(strip_port("a.example"), "a.example");
-        assert_eq!(strip_port("[::1]:8000"), "::1");
+    fn prefixes_match_without_case_unless_the_route_opts_out() {
+        let mut exact = route("exact", "/Files", None, &[]);
+        exact.case_sensitive = true;
+        let router = Router::new(
+            &[
+                route("root", "/", None, &[]),
+                route("app", "/app", None, &[]),
+                exact,
+            ],
+            |_| 0,
+        );
+        let name = |path: &str| {
+            router
+                .find(None, path, &http::Method::GET)
+                .map(|(_, r)| r.name.as_str())
+        };
+        assert_eq!(name("/APP/settings"), Ok("app"));
+        assert_eq!(name("/aPp"), Ok("app"));
+        assert_eq!(name("/APPX"), Ok("root"));
+        assert_eq!(name("/Files/a"), Ok("exact"));
+        assert_eq!(name("/files/a"), Ok("root"));
+    }
+
+    #[test]
+    fn hosts_are_checked_and_normalized() {
+        for (raw, name) in [
+            ("a.example", "a.example"),
+            ("A.Example:80", "A.Example"),
+            ("a.example.", "a.example"),
+            ("a.example.:8443", "a.example"),
+            ("localhost", "localhost"),
+            ("127.0.0.1:8000", "127.0.0.1"),
+            ("[::1]:8000", "[::1]"),
+            ("[2001:db8::1]", "[2001:db8::1]"),
+            ("my_host.internal", "my_host.internal"),
+        ] {
+            assert_eq!(check_host(raw.as_bytes()), Ok(name), "{raw}");
+        }
+        for bad in [
+            "",
+            ".",
+            "a.example..",
+            "a..example",
+            ".a.example",
+            "a.example:",
+            "a.example:x",
+            "a.example:123456",
+            "a.example:80:80",
+            "user@a.example",
+            "a.example/x",
+            "a example",
+            "a.example\\",
+            "[::1",
+            "[zz::1]",
+            "[::1]x",
+            "\u{e9}.example",
+        ] {
+            assert_eq!(
+                check_host(bad.as_bytes()),
+                Err(TargetError::BadHost),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(normalize_route_host("Admin.Example."), "admin.example");
     }
 }

@@ -15,6 +15,7 @@ use pingora::services::background::{background_service, BackgroundService};
 use crate::admin::{self, Readiness};
 use crate::api::AuthApi;
 use crate::config::{redact_url, Config};
+use crate::connections::{ConnectionRules, Guarded};
 use crate::identity::HeaderRules;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -99,6 +100,26 @@ async fn sync_revocations(
                 tracing::warn!(error = %e, "pruning expired tokens failed");
             }
         }
+    }
+}
+
+/// Each proxied connection may hold a second descriptor towards a backend: with fewer than about
+/// twice `max_connections` the process runs out of descriptors before the cap protects it.
+fn warn_if_descriptors_short(max_connections: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(soft) = soft.filter(|soft| *soft < 2 * max_connections + 256) {
+        tracing::warn!(
+            open_files = soft,
+            max_connections,
+            "the open-file limit is below 2 x server.max_connections + 256: raise it (ulimit -n, LimitNOFILE=) or lower server.max_connections"
+        );
     }
 }
 
@@ -219,10 +240,23 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
         limits,
         metrics: metrics.clone(),
     };
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "authgate");
-    proxy.add_tcp(&config.server.listen.to_string());
-    server.add_service(proxy);
+    // Pingora's HTTP application behind our connection rules (`connections.rs`): caps, the
+    // request-head and keep-alive timeouts, framing checks.
+    let rules = ConnectionRules {
+        header_timeout: Duration::from_millis(config.server.client_header_timeout_ms),
+        keepalive_timeout: Duration::from_millis(config.server.keepalive_timeout_ms),
+        max_connections: config.server.max_connections,
+        max_connections_per_ip: config.server.max_connections_per_ip,
+        trusted_proxies: config.server.trusted_proxies.clone(),
+    };
+    warn_if_descriptors_short(config.server.max_connections);
+    let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let mut service = pingora::services::listening::Service::new(
+        "authgate".into(),
+        Guarded::new(proxy, rules, metrics.clone()),
+    );
+    service.add_tcp(&config.server.listen.to_string());
+    server.add_service(service);
 
     let readiness = Arc::new(Readiness::new(upstreams));
     server.add_service(background_service(

@@ -178,13 +178,18 @@ burst = 2
     gw.get("/api/x", &[("Authorization", &forged)])
         .await
         .assert_gateway_error(429, "RATE_LIMIT_EXCEEDED");
-    assert_eq!(
-        gw.get("/api/x", &[("Authorization", &token("carol"))])
-            .await
-            .status,
-        200,
-        "carol keeps her own limit"
-    );
+    // Carol's own budget is untouched (from her own address: this one is now refused before
+    // any new signature is checked).
+    let carol = raw_from(
+        "127.0.0.2",
+        gw.addr,
+        &get("/api/x", &[("Authorization", &token("carol"))]),
+    )
+    .await;
+    assert_eq!(carol.status, 200, "carol keeps her own limit");
+    gw.get("/api/x", &[("Authorization", &token("carol"))])
+        .await
+        .assert_gateway_error(429, "RATE_LIMIT_EXCEEDED");
     let scrape = gw.admin_get("/metrics").await.text();
     assert_eq!(
         metric(&scrape, "authgate_rate_limited_total{scope=\"user\"}"),
@@ -192,7 +197,7 @@ burst = 2
     );
     assert_eq!(
         metric(&scrape, "authgate_rate_limited_total{scope=\"ip\"}"),
-        Some(1.0)
+        Some(2.0)
     );
     assert_eq!(
         metric(&scrape, "authgate_auth_failures_total{reason=\"invalid\"}"),
@@ -216,6 +221,12 @@ async fn metrics_move_with_the_journey_and_the_log_holds_no_secret() {
     .replacen(
         "[jwt]",
         "[log]\nformat = \"json\"\nlevel = \"trace\"\n[jwt]",
+        1,
+    )
+    // The 101 unknown paths below spend the anonymous budget; this test is about series.
+    .replacen(
+        "auth_burst = 100000",
+        "auth_burst = 100000\nip_burst = 1000",
         1,
     );
     let gw = Gateway::start(&config).await;

@@ -67,12 +67,42 @@ on_unauthenticated = "login"
         "routes[0].path_prefix = \"/api/\"",
         "routes[0].upstream = \"ghost\": name one of the [[upstreams]]: app",
         "routes[0].auth = \"maybe\": use \"required\", \"public\" or \"optional\"",
-        "routes[1].path_prefix = \"/api/\" (host \"\"): another route already has this host + path_prefix",
+        "routes[1].path_prefix = \"/api/\" (host \"\"): routes[0] already has this host + path_prefix",
         "routes[1].on_unauthenticated = \"login\"",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
     assert!(out.contains("11 configuration problem(s)"), "{out}");
+}
+
+#[test]
+fn check_explains_prefixes_that_differ_only_in_case() {
+    let (code, out) = check(
+        r#"
+[jwt]
+secret = "0123456789abcdef0123456789abcdef"
+[[upstreams]]
+name = "app"
+addrs = ["127.0.0.1:3000"]
+[[routes]]
+name = "admin"
+path_prefix = "/Admin"
+upstream = "app"
+[[routes]]
+name = "admin-lower"
+path_prefix = "/admin"
+upstream = "app"
+auth = "public"
+"#,
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(
+            "routes[1].path_prefix = \"/admin\" (host \"\"): routes[0] has \"/Admin\", the same prefix but for case"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("ignoring ASCII case"), "{out}");
 }
 
 #[test]

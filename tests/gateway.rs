@@ -427,7 +427,7 @@ async fn ambiguous_targets_get_400_and_never_reach_the_upstream() {
 }
 
 #[tokio::test]
-async fn unknown_paths_and_methods_get_404_json() {
+async fn unknown_paths_get_404_and_wrong_methods_405_json() {
     let app = Upstream::start("app").await;
     let gw = Gateway::start(&format!(
         "[jwt]\nsecret = \"{{secret}}\"\n[[upstreams]]\nname = \"app\"\naddrs = [\"{}\"]\n\
@@ -441,9 +441,9 @@ async fn unknown_paths_and_methods_get_404_json() {
     gw.get("/apix", &[])
         .await
         .assert_gateway_error(404, "NOT_FOUND");
-    gw.send(&request("DELETE", "/api/x", &[], ""))
-        .await
-        .assert_gateway_error(404, "NOT_FOUND");
+    let r = gw.send(&request("DELETE", "/api/x", &[], "")).await;
+    r.assert_gateway_error(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
     assert_eq!(gw.get("/api/x", &[]).await.status, 200);
     assert_eq!(app.count(), 1);
 }

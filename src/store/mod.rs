@@ -367,15 +367,19 @@ impl Store {
 mod tests {
     use super::*;
 
-    /// A fresh SQLite file, and the test PostgreSQL when `AUTHGATE_TEST_POSTGRES_URL` is set.
-    /// PostgreSQL is shared, so every test uses its own random ids.
+    /// A fresh SQLite file, and the test PostgreSQL when `AUTHGATE_TEST_POSTGRES_URL` is set and
+    /// not empty (empty means "skip PostgreSQL", as `scripts/test` documents). PostgreSQL is
+    /// shared, so every test uses its own random ids.
     async fn stores() -> (Vec<Store>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let mut v = vec![Store::connect(&url, Duration::from_secs(5), 4)
             .await
             .unwrap()];
-        if let Ok(pg) = std::env::var("AUTHGATE_TEST_POSTGRES_URL") {
+        if let Some(pg) = std::env::var("AUTHGATE_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
             v.push(
                 Store::connect(&pg, Duration::from_secs(5), 4)
                     .await

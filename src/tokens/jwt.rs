@@ -141,6 +141,7 @@ pub struct Verifier {
     /// that verified are ever inserted, so a forged token can only miss.
     verified: Option<moka::sync::Cache<Box<str>, Arc<AccessClaims>, ahash::RandomState>>,
     leeway: i64,
+    max_token_bytes: usize,
 }
 
 impl Verifier {
@@ -170,6 +171,7 @@ impl Verifier {
             revocations,
             verified,
             leeway: cfg.leeway_seconds as i64,
+            max_token_bytes: cfg.max_token_bytes,
         }
     }
 
@@ -198,22 +200,41 @@ impl Verifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {
-        let claims = match self.verified.as_ref().and_then(|c| c.get(token)) {
-            Some(claims) => {
-                let now = jsonwebtoken::get_current_timestamp() as i64;
-                if claims.exp + self.leeway < now {
-                    return Err(TokenError::Expired);
-                }
-                claims
-            }
-            None => {
-                let claims = Arc::new(self.verify_signed(token)?);
-                if let Some(cache) = &self.verified {
-                    cache.insert(token.into(), claims.clone());
-                }
-                claims
-            }
-        };
+        match self.cached(token) {
+            Some(result) => result,
+            None => self.verify_uncached(token),
+        }
+    }
+
+    /// The cheap part of [`Verifier::verify`]: a token too long to be ours is refused and a
+    /// token that verified before is checked for expiry and revocation; `None` means only the
+    /// signature check can decide.
+    pub fn cached(&self, token: &str) -> Option<Result<Arc<AccessClaims>, TokenError>> {
+        if token.len() > self.max_token_bytes {
+            return Some(Err(TokenError::Invalid(format!(
+                "{} bytes, over jwt.max_token_bytes",
+                token.len()
+            ))));
+        }
+        let claims = self.verified.as_ref()?.get(token)?;
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        Some(if claims.exp + self.leeway < now {
+            Err(TokenError::Expired)
+        } else {
+            self.not_revoked(claims)
+        })
+    }
+
+    /// The signature and claims of a token [`Verifier::cached`] did not decide.
+    pub fn verify_uncached(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {
+        let claims = Arc::new(self.verify_signed(token)?);
+        if let Some(cache) = &self.verified {
+            cache.insert(token.into(), claims.clone());
+        }
+        self.not_revoked(claims)
+    }
+
+    fn not_revoked(&self, claims: Arc<AccessClaims>) -> Result<Arc<AccessClaims>, TokenError> {
         if self.revocations.is_revoked(&claims.jti) {
             return Err(TokenError::Revoked(claims.jti.clone()));
         }
@@ -445,6 +466,27 @@ mod tests {
         bad.push('x');
         assert!(v.verify(&bad).is_err());
         assert!(!v.verified.as_ref().unwrap().contains_key(bad.as_str()));
+    }
+
+    #[test]
+    fn tokens_over_the_size_limit_are_refused_unread() {
+        let v = verifier();
+        assert_eq!(v.max_token_bytes, 8192);
+        let mut big = claims();
+        big["pad"] = json!("x".repeat(9000));
+        let big = sign(jsonwebtoken::Algorithm::HS256, &big);
+        // Correctly signed, but too long to be one of ours: refused before any decoding.
+        assert!(
+            matches!(v.cached(&big), Some(Err(TokenError::Invalid(m))) if m.contains("max_token_bytes"))
+        );
+        assert!(v.verify(&big).is_err());
+        let fine = sign(jsonwebtoken::Algorithm::HS256, &claims());
+        assert!(
+            v.cached(&fine).is_none(),
+            "not yet verified: the signature decides"
+        );
+        assert!(v.verify(&fine).is_ok());
+        assert!(matches!(v.cached(&fine), Some(Ok(_))));
     }
 
     #[test]

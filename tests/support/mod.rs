@@ -720,3 +720,62 @@ pub async fn post_callback(gw: &Gateway, code: impl serde::Serialize) -> RawResp
     ))
     .await
 }
+
+/// Sends raw bytes on a new connection that does not ask to be closed, reads one response, and
+/// reports whether the gateway then closed the connection by itself (within two seconds).
+pub async fn raw_keepalive(addr: SocketAddr, request: &[u8]) -> (RawResponse, bool) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let read = async {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let r = parse_response(&buf);
+                let len = r
+                    .header("content-length")
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    return true;
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let open = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("a response within 30 s");
+    let response = parse_response(&buf);
+    if !open {
+        return (response, true);
+    }
+    let mut rest = [0u8; 1024];
+    let closed = matches!(
+        tokio::time::timeout(Duration::from_secs(2), s.read(&mut rest)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    );
+    (response, closed)
+}
+
+/// The `authgate dev` routes (`authgate::demo::ROUTES`: `/` optional, `/app` required with
+/// redirect, `/api` required) in front of `up`; `extra` goes after `[jwt]`.
+pub fn dev_routes(up: &Upstream, extra: &str) -> String {
+    format!(
+        "[jwt]\nsecret = \"{{secret}}\"\n{extra}\n[[upstreams]]\nname = \"demo\"\naddrs = [\"{}\"]\n{}",
+        up.addr,
+        authgate::demo::ROUTES
+    )
+}
+
+/// One public route `/` in front of `up`; `extra` goes after `[jwt]`.
+pub fn public_route(up: &Upstream, extra: &str) -> String {
+    format!(
+        "[jwt]\nsecret = \"{{secret}}\"\n{extra}\n[[upstreams]]\nname = \"app\"\naddrs = [\"{}\"]\n\
+         [[routes]]\nname = \"pub\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"public\"\n",
+        up.addr
+    )
+}

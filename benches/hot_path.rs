@@ -10,7 +10,7 @@ use std::sync::Arc;
 use authgate::config::Config;
 use authgate::identity::{self, HeaderRules};
 use authgate::limits::Limits;
-use authgate::routes::{check_target, Router};
+use authgate::routes::{check_host, check_target, Router};
 use authgate::tokens::jwt::{Issuer, Subject, Verifier};
 use authgate::tokens::revocation::Revocations;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -163,16 +163,24 @@ fn route_and_headers(c: &mut Criterion) {
     c.bench_function("route match + header rewrite", |b| {
         b.iter(|| {
             let path = check_target(black_box(b"/api/orders/123?expand=items")).unwrap();
-            let route = router
-                .find(Some("gateway.example"), path, &http::Method::GET)
-                .unwrap()
-                .0;
+            let host = check_host(black_box(b"gateway.example:8443")).unwrap();
+            let route = router.find(Some(host), path, &http::Method::GET).unwrap().0;
             let forged = names
                 .iter()
-                .filter(|n| rules.is_forgeable(black_box(n)))
+                .filter(|n| {
+                    let n = black_box(n);
+                    rules.is_forgeable(n)
+                        || identity::is_set_by_us(n)
+                        || identity::is_forwarding_header(n)
+                })
                 .count();
-            let xff = identity::forwarded_for(black_box("203.0.113.9".parse().unwrap()), None, &[]);
-            black_box((route, forged, xff))
+            let client = identity::client(
+                black_box("203.0.113.9".parse().unwrap()),
+                false,
+                std::iter::empty(),
+                &[],
+            );
+            black_box((route, forged, client))
         })
     });
 }

@@ -201,6 +201,9 @@ pub struct AuthConfig {
     /// Absolute origins (`https://app.example`) a `next` parameter may point to besides our own.
     pub allowed_redirect_origins: Vec<String>,
     pub state_ttl_seconds: u64,
+    /// A refresh token presented again this soon after its rotation gets a new pair in the
+    /// same family instead of revoking it (0 = off).
+    pub refresh_reuse_grace_seconds: u64,
 }
 
 impl AuthConfig {
@@ -855,6 +858,7 @@ fn read_auth(s: &Sec<'_>, p: &mut Vec<Problem>) -> AuthConfig {
             "require_state",
             "allowed_redirect_origins",
             "state_ttl_seconds",
+            "refresh_reuse_grace_seconds",
         ],
         p,
     );
@@ -891,6 +895,7 @@ fn read_auth(s: &Sec<'_>, p: &mut Vec<Problem>) -> AuthConfig {
         require_state,
         allowed_redirect_origins,
         state_ttl_seconds,
+        refresh_reuse_grace_seconds: s.int("refresh_reuse_grace_seconds", 10, 0, 60, p),
     }
 }
 

@@ -7,6 +7,58 @@
 //! what was forwarded (leaking session tokens to the upstream). Here the header is split on `;`
 //! as bytes; only pairs whose name is one of ours are read or removed, and every other byte goes
 //! upstream exactly as the client sent it.
+//!
+//! Names: over https (directly or through a trusted proxy) the gateway's cookies carry the
+//! `__Host-` prefix, which browsers only accept from a secure origin, for `Path=/` and without
+//! `Domain`, so a sibling subdomain cannot plant one; only those names are read then. Plain
+//! names only on plain http (`authgate dev`).
+
+/// The gateway's cookie names for one scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Names {
+    pub access: &'static str,
+    pub refresh: &'static str,
+    pub state: &'static str,
+}
+
+const PLAIN: Names = Names {
+    access: "authgate_access",
+    refresh: "authgate_refresh",
+    state: "authgate_state",
+};
+
+const HOST_ONLY: Names = Names {
+    access: "__Host-authgate_access",
+    refresh: "__Host-authgate_refresh",
+    state: "__Host-authgate_state",
+};
+
+/// The names used with a client that reached us over https (`secure`) or plain http.
+pub fn names(secure: bool) -> &'static Names {
+    if secure {
+        &HOST_ONLY
+    } else {
+        &PLAIN
+    }
+}
+
+/// Any of the gateway's cookie names, in either scheme: never forwarded upstream.
+pub fn is_ours(name: &[u8]) -> bool {
+    [PLAIN, HOST_ONLY].iter().any(|n| {
+        [n.access, n.refresh, n.state]
+            .iter()
+            .any(|c| c.as_bytes() == name)
+    })
+}
+
+/// A `Set-Cookie` value for one of the gateway's cookies: `HttpOnly`, `SameSite=Lax`, `Path=/`,
+/// and `Secure` over https (which `__Host-` requires). `max_age = 0` deletes it.
+pub fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> String {
+    format!(
+        "{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
 
 /// The value of the first cookie called `name` in any `Cookie` header, with optional whitespace
 /// around it removed. A value that is not UTF-8 cannot be one of ours and reads as absent.
@@ -85,6 +137,25 @@ mod tests {
         assert_eq!(cookie(&h, "nick"), Some("라이언"));
         assert_eq!(cookie(&h, "missing"), None);
         assert_eq!(cookie(&headers(&[b"x=1;;;=; y"]), "x"), Some("1"));
+    }
+
+    #[test]
+    fn names_are_host_only_over_https() {
+        assert_eq!(names(true).access, "__Host-authgate_access");
+        assert_eq!(names(false).refresh, "authgate_refresh");
+        for n in [names(true), names(false)] {
+            assert!(
+                is_ours(n.access.as_bytes())
+                    && is_ours(n.refresh.as_bytes())
+                    && is_ours(n.state.as_bytes())
+            );
+        }
+        assert!(!is_ours(b"authgate"));
+        assert!(!is_ours(b"__Host-session"));
+        assert_eq!(
+            set_cookie("__Host-authgate_access", "t", 60, true),
+            "__Host-authgate_access=t; Path=/; Max-Age=60; HttpOnly; SameSite=Lax; Secure"
+        );
     }
 
     #[test]

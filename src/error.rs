@@ -7,7 +7,7 @@ use crate::routes::TargetError;
 use crate::store::StoreError;
 use crate::tokens::jwt::TokenError;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     #[error("bad request target: {0}")]
     BadTarget(#[from] TargetError),
@@ -38,6 +38,8 @@ pub enum GatewayError {
     Provider(#[from] ProviderError),
     #[error("login state missing, forged, expired or not this browser's")]
     InvalidState,
+    #[error("a cookie-authenticated write from another origin")]
+    CsrfRejected,
     #[error("refresh token refused: {0}")]
     InvalidRefreshToken(&'static str),
     #[error("{0}")]
@@ -119,6 +121,11 @@ impl GatewayError {
             GatewayError::Provider(ProviderError::Timeout) => {
                 (504, "KAKAO_TIMEOUT", "Kakao did not answer in time.")
             }
+            GatewayError::CsrfRejected => (
+                403,
+                "CSRF_REJECTED",
+                "Cookie-authenticated writes must come from this site's own pages.",
+            ),
             GatewayError::InvalidState => (
                 400,
                 "INVALID_STATE",

@@ -58,6 +58,17 @@ impl HeaderRules {
                 "x-rewrite-url",
                 "x-forwarded-uri",
                 "x-original-uri",
+                "x-envoy-original-path",
+            ]
+            .map(String::from),
+        );
+        // Method overrides (ASP.NET Core, Laravel, Express method-override, Rails): the route's
+        // methods and the CSRF rule judge the request's real method, so the upstream must too.
+        exact.extend(
+            [
+                "x-http-method-override",
+                "x-http-method",
+                "x-method-override",
             ]
             .map(String::from),
         );
@@ -100,10 +111,20 @@ pub fn is_acceptable_request_id(v: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// A fresh 128-bit request id in hex, ready to send.
+/// A fresh request id, ready to send: 32 hex digits, a random 64-bit prefix drawn once per
+/// thread and a per-thread counter, so ids never repeat and cost no random draw per request.
 pub fn new_request_id() -> http::HeaderValue {
+    use std::cell::Cell;
+    thread_local! {
+        static NEXT: Cell<(u64, u64)> = Cell::new((rand::random(), 0));
+    }
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let n: u128 = rand::random();
+    let (prefix, count) = NEXT.with(|n| {
+        let (prefix, count) = n.get();
+        n.set((prefix, count.wrapping_add(1)));
+        (prefix, count)
+    });
+    let n = (u128::from(prefix) << 64) | u128::from(count);
     let mut hex = [0u8; 32];
     for (i, digit) in hex.iter_mut().enumerate() {
         *digit = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
@@ -143,56 +164,85 @@ pub fn ip_header_value(ip: IpAddr) -> http::HeaderValue {
     http::HeaderValue::from_bytes(&buf[..len]).expect("an address is a valid header value")
 }
 
-/// The `X-Forwarded-For` value to send upstream. A trusted proxy's chain is kept and the peer
-/// appended; from anyone else the client-supplied chain is dropped, since an upstream reading
-/// its left end would otherwise believe whatever the client wrote.
-pub fn forwarded_for(peer: IpAddr, existing: Option<&[u8]>, trusted: &[IpNet]) -> String {
-    match existing {
-        Some(chain) if is_trusted(peer, trusted) && !chain.is_empty() && chain.len() <= 1024 => {
-            match std::str::from_utf8(chain) {
-                Ok(chain) if chain.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => {
-                    format!("{chain}, {peer}")
-                }
-                _ => peer.to_string(),
-            }
-        }
-        _ => peer.to_string(),
-    }
+/// Who sent a request, as far as the gateway can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub ip: IpAddr,
+    /// The `X-Forwarded-For` to send upstream: the client, the trusted proxies between it and
+    /// us, and the socket peer. What a client wrote further left is never passed on, so an
+    /// upstream that reads the leftmost entry reads the real client.
+    pub forwarded_for: http::HeaderValue,
 }
 
 /// The client's address: the socket peer, unless the peer is a trusted proxy; then
 /// `X-Forwarded-For` is walked from the right, trusted hops skipped, and the first untrusted hop
 /// is the client (nginx's `real_ip_recursive`). Only what trusted proxies appended is read, so a
 /// client cannot choose its own address, and whatever it wrote further left does not matter,
-/// garbage included. A hop a trusted proxy wrote that is not an address means the peer; a chain
-/// of trusted hops only means its leftmost one. Hops may carry a port (`192.0.2.1:5678`,
-/// `[2001:db8::1]:443`). `X-Real-IP` and `Forwarded` are never read.
+/// garbage included. A chain of trusted hops only means its leftmost one. Hops may carry a port
+/// (`192.0.2.1:5678`, `[2001:db8::1]:443`). `None` when a trusted proxy's chain names no client:
+/// a hop where the client must be that is not an address, or more than [`MAX_HOPS`] trusted
+/// hops; the request is refused then rather than guessed at. `X-Real-IP` and `Forwarded` are
+/// never read.
+pub fn client<'a>(
+    peer: IpAddr,
+    peer_trusted: bool,
+    xff: impl DoubleEndedIterator<Item = &'a [u8]>,
+    trusted: &[IpNet],
+) -> Option<Client> {
+    if !peer_trusted {
+        return Some(Client {
+            ip: peer,
+            forwarded_for: ip_header_value(peer),
+        });
+    }
+    let mut values = xff.rev().peekable();
+    if values.peek().is_none() {
+        // A trusted proxy's own request (a health check), formatted cheaply.
+        return Some(Client {
+            ip: peer,
+            forwarded_for: ip_header_value(peer),
+        });
+    }
+    // Right to left: the peer, then each trusted hop, until the client.
+    let mut chain = vec![peer];
+    let mut ip = None;
+    'walk: for value in values {
+        for hop in value.rsplit(|&b| b == b',') {
+            let hop = parse_hop(hop.trim_ascii())?;
+            if chain.len() > MAX_HOPS {
+                return None;
+            }
+            chain.push(hop);
+            if !is_trusted(hop, trusted) {
+                ip = Some(hop);
+                break 'walk;
+            }
+        }
+    }
+    let ip = ip.unwrap_or(*chain.last().expect("the peer"));
+    let mut value = Vec::with_capacity(chain.len() * 17);
+    for (i, hop) in chain.iter().rev().enumerate() {
+        if i > 0 {
+            value.extend_from_slice(b", ");
+        }
+        value.extend_from_slice(ip_header_value(*hop).as_bytes());
+    }
+    Some(Client {
+        ip,
+        forwarded_for: http::HeaderValue::from_bytes(&value).expect("addresses are header-safe"),
+    })
+}
+
+/// The client's address alone; see [`client`].
 pub fn client_ip<'a>(
     peer: IpAddr,
     xff: impl DoubleEndedIterator<Item = &'a [u8]>,
     trusted: &[IpNet],
-) -> IpAddr {
-    if !is_trusted(peer, trusted) {
-        return peer;
-    }
-    let mut leftmost_trusted = peer;
-    let mut examined = 0;
-    for value in xff.rev() {
-        for hop in value.rsplit(|&b| b == b',') {
-            examined += 1;
-            let Some(ip) = parse_hop(hop.trim_ascii()).filter(|_| examined <= MAX_HOPS) else {
-                return peer;
-            };
-            if !is_trusted(ip, trusted) {
-                return ip;
-            }
-            leftmost_trusted = ip;
-        }
-    }
-    leftmost_trusted
+) -> Option<IpAddr> {
+    client(peer, is_trusted(peer, trusted), xff, trusted).map(|c| c.ip)
 }
 
-/// More trusted hops than any real deployment chains: past them, the peer is the client.
+/// More trusted hops than any real deployment chains: past them, the request is refused.
 const MAX_HOPS: usize = 32;
 
 fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
@@ -215,6 +265,22 @@ pub fn is_forwarding_header(name: &str) -> bool {
         || FORWARDING_HEADERS.iter().any(|canon| {
             canon.len() == name.len() && canon.bytes().zip(name.bytes()).all(|(c, n)| c == fold(n))
         })
+}
+
+/// The headers the gateway sets itself, in any spelling a CGI-style upstream reads as the same
+/// variable (`X_Forwarded_Proto` is `HTTP_X_FORWARDED_PROTO`): removed from every client,
+/// trusted proxies included, before ours are added.
+pub fn is_set_by_us(name: &str) -> bool {
+    [
+        "x-request-id",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    ]
+    .iter()
+    .any(|canon| {
+        canon.len() == name.len() && canon.bytes().zip(name.bytes()).all(|(c, n)| c == fold(n))
+    })
 }
 
 /// Besides every `X-Forwarded-*`: the other spellings of client address, scheme and host that
@@ -258,19 +324,6 @@ pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
         v4 => v4,
     };
     trusted.iter().any(|net| net.contains(&peer))
-}
-
-/// `X-Forwarded-Proto`: a trusted proxy's `http`/`https` is kept; otherwise the scheme of our
-/// own listener.
-pub fn forwarded_proto(
-    peer: IpAddr,
-    client_value: Option<&[u8]>,
-    trusted: &[IpNet],
-) -> &'static str {
-    match client_value {
-        Some(b"https") if is_trusted(peer, trusted) => "https",
-        _ => "http",
-    }
 }
 
 #[cfg(test)]
@@ -370,55 +423,61 @@ mod tests {
             client_ip(ip(peer), xff.iter().map(|v| v.as_bytes()), &trusted)
         };
         // An untrusted peer is the client, whatever it claims.
-        assert_eq!(ci("203.0.113.9", &["1.2.3.4"]), ip("203.0.113.9"));
+        assert_eq!(ci("203.0.113.9", &["1.2.3.4"]), Some(ip("203.0.113.9")));
         // Behind trusted proxies: the rightmost hop that is not one of them.
         assert_eq!(
             ci("10.0.0.1", &["1.2.3.4, 198.51.100.2"]),
-            ip("198.51.100.2")
+            Some(ip("198.51.100.2"))
         );
         assert_eq!(
             ci("10.0.0.1", &["1.2.3.4", "198.51.100.2, 10.9.9.9"]),
-            ip("198.51.100.2")
+            Some(ip("198.51.100.2"))
         );
         assert_eq!(
             ci("10.0.0.1", &["198.51.100.2, 192.0.2.7"]),
-            ip("198.51.100.2")
+            Some(ip("198.51.100.2"))
         );
-        assert_eq!(ci("10.0.0.1", &[]), ip("10.0.0.1"));
+        assert_eq!(ci("10.0.0.1", &[]), Some(ip("10.0.0.1")));
         assert_eq!(
             ci("10.0.0.1", &["10.1.1.1, 10.2.2.2"]),
-            ip("10.1.1.1"),
+            Some(ip("10.1.1.1")),
             "only proxies in the chain: the leftmost"
         );
         // Garbage the client wrote further left does not matter...
         assert_eq!(
             ci("10.0.0.1", &["garbage, \u{e9}, , 198.51.100.2"]),
-            ip("198.51.100.2")
+            Some(ip("198.51.100.2"))
         );
         assert_eq!(
             ci("10.0.0.1", &["x", "198.51.100.2, 10.9.9.9"]),
-            ip("198.51.100.2")
+            Some(ip("198.51.100.2"))
         );
         assert_eq!(
             ci(
                 "10.0.0.1",
                 &[&format!("{}198.51.100.2", "1.2.3.4, ".repeat(400))]
             ),
-            ip("198.51.100.2"),
+            Some(ip("198.51.100.2")),
             "a long forged prefix"
         );
-        // ...but a hop where the client must be that is not an address means the peer.
-        assert_eq!(ci("10.0.0.1", &["1.2.3.4, garbage"]), ip("10.0.0.1"));
-        assert_eq!(ci("10.0.0.1", &["1.2.3.4, "]), ip("10.0.0.1"));
-        assert_eq!(ci("10.0.0.1", &["2001:db8::1"]), ip("2001:db8::1"));
-        assert_eq!(ci("10.0.0.1", &["198.51.100.2:5678"]), ip("198.51.100.2"));
-        assert_eq!(ci("10.0.0.1", &["[2001:db8::1]:443"]), ip("2001:db8::1"));
+        // ...but a hop where the client must be that is not an address names no client.
+        assert_eq!(ci("10.0.0.1", &["1.2.3.4, garbage"]), None);
+        assert_eq!(ci("10.0.0.1", &["1.2.3.4, "]), None);
+        assert_eq!(ci("10.0.0.1", &["2001:db8::1"]), Some(ip("2001:db8::1")));
+        assert_eq!(
+            ci("10.0.0.1", &["198.51.100.2:5678"]),
+            Some(ip("198.51.100.2"))
+        );
+        assert_eq!(
+            ci("10.0.0.1", &["[2001:db8::1]:443"]),
+            Some(ip("2001:db8::1"))
+        );
         assert_eq!(
             ci(
                 "10.0.0.1",
                 &[&format!("{}10.1.1.1", "10.1.1.1, ".repeat(40))]
             ),
-            ip("10.0.0.1"),
+            None,
             "absurdly many trusted hops"
         );
     }
@@ -471,23 +530,48 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_believes_only_trusted_proxies() {
+    fn forwarded_for_upstream_is_the_client_and_the_trusted_hops_only() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
-        let client: IpAddr = "203.0.113.9".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let xff = |peer: &str, values: &[&str]| {
+            let peer = ip(peer);
+            client(
+                peer,
+                is_trusted(peer, &trusted),
+                values.iter().map(|v| v.as_bytes()),
+                &trusted,
+            )
+            .map(|c| (c.ip, c.forwarded_for.to_str().unwrap().to_string()))
+        };
         assert_eq!(
-            forwarded_for(proxy, Some(b"198.51.100.1"), &trusted),
-            "198.51.100.1, 10.1.2.3"
+            xff("10.1.2.3", &["198.51.100.1"]),
+            Some((ip("198.51.100.1"), "198.51.100.1, 10.1.2.3".into()))
+        );
+        // The client's own forged hops are not passed on; the proxies' are.
+        assert_eq!(
+            xff("10.1.2.3", &["1.2.3.4, evil\x01, 198.51.100.1, 10.0.0.9"]),
+            Some((
+                ip("198.51.100.1"),
+                "198.51.100.1, 10.0.0.9, 10.1.2.3".into()
+            ))
         );
         assert_eq!(
-            forwarded_for(client, Some(b"1.2.3.4"), &trusted),
-            "203.0.113.9"
+            xff(
+                "10.1.2.3",
+                &["1.2.3.4, ".repeat(300).as_str(), "198.51.100.1"]
+            ),
+            Some((ip("198.51.100.1"), "198.51.100.1, 10.1.2.3".into()))
         );
-        assert_eq!(forwarded_for(client, None, &trusted), "203.0.113.9");
-        assert_eq!(forwarded_for(proxy, Some(b"bad\x01"), &trusted), "10.1.2.3");
+        assert_eq!(
+            xff("203.0.113.9", &["1.2.3.4"]),
+            Some((ip("203.0.113.9"), "203.0.113.9".into()))
+        );
+        assert_eq!(
+            xff("10.1.2.3", &[]),
+            Some((ip("10.1.2.3"), "10.1.2.3".into()))
+        );
+        assert_eq!(xff("10.1.2.3", &["bad"]), None);
         let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
         assert!(is_trusted(mapped, &trusted));
-        assert_eq!(forwarded_proto(proxy, Some(b"https"), &trusted), "https");
-        assert_eq!(forwarded_proto(client, Some(b"https"), &trusted), "http");
     }
 }

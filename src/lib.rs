@@ -14,7 +14,8 @@
 //! routes.rs      request-target and Host checks + host/prefix/method routing; pure
 //! identity.rs    which headers are stripped and injected, X-Forwarded-*, client IP, request ids; pure
 //! cookies.rs     the Cookie header as bytes: our cookies read and removed whatever else it holds; pure
-//! api.rs         the /api/auth endpoints and JWKS as request -> reply functions (no Pingora types)
+//! api/           the /api/auth endpoints and JWKS as request -> reply functions (no Pingora types):
+//!                mod.rs (dispatch, replies, issuing), login.rs (state, PKCE, callbacks), session.rs (refresh, profile, logout)
 //! tokens/        jwt.rs (issue/verify), revocation.rs (sharded in-memory set), refresh.rs (opaque tokens), state.rs (signed state + PKCE)
 //! providers/     kakao.rs (reqwest client), mock.rs (the fake Kakao for `dev` and the tests)
 //! store/         users, refresh tokens, revocations over sqlx Any (SQLite default, PostgreSQL)

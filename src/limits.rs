@@ -11,13 +11,19 @@ use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 
 use crate::config::{AuthMode, Limit, RateLimitConfig};
 use crate::routes::Route;
 
-type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+/// Keys hashed with aHash: SipHash (governor's default) cost more than the rest of a check.
+type Keyed<K> = RateLimiter<
+    K,
+    DashMapStateStore<K, ahash::RandomState>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
 
 /// Which limit refused a request (the `scope` metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,8 +65,12 @@ impl<K: std::hash::Hash + Eq + Clone> Limiter<K> {
     fn new(limit: Limit, scope: Scope) -> Limiter<K> {
         let inner = NonZeroU32::new(limit.per_minute).map(|per_minute| {
             let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
-            RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst))
-                .with_middleware::<StateInformationMiddleware>()
+            RateLimiter::dashmap_with_clock_and_hasher(
+                Quota::per_minute(per_minute).allow_burst(burst),
+                DefaultClock::default(),
+                ahash::RandomState::new(),
+            )
+            .with_middleware::<StateInformationMiddleware>()
         });
         Limiter {
             inner,
@@ -100,7 +110,9 @@ impl<K: std::hash::Hash + Eq + Clone> Limiter<K> {
 
 /// The limiters for one route: its user and IP scopes, with its overrides.
 struct RouteLimiters {
-    user: Limiter<Box<str>>,
+    /// Keyed by a hash of `sub` (random per process): no allocation per request, and no
+    /// collision anyone can aim for.
+    user: Limiter<u64>,
     ip: Limiter<IpAddr>,
 }
 
@@ -114,6 +126,7 @@ pub struct Limits {
     /// token's signature is verified or a refresh rotated, so a refused client cannot make us
     /// pay for either. Governor cannot look at a bucket without spending from it, hence this.
     blocked: Blocked,
+    user_keys: ahash::RandomState,
 }
 
 /// `(route, rate key)` -> when its IP bucket has a cell again.
@@ -140,11 +153,17 @@ impl Blocked {
 
     fn prune(&self) -> usize {
         let now = Instant::now();
-        self.map.retain(|_, until| *until > now);
+        let mut removed = 0;
+        self.map.retain(|_, until| {
+            let keep = *until > now;
+            removed += usize::from(!keep);
+            keep
+        });
         self.map.shrink_to_fit();
-        let len = self.map.len();
-        self.count.store(len, Ordering::Relaxed);
-        len
+        // Only what was removed: an insert racing with this keeps its count. (A transient
+        // wrap below zero only means a lookup that finds nothing.)
+        self.count.fetch_sub(removed, Ordering::Relaxed);
+        self.map.len()
     }
 }
 
@@ -177,6 +196,7 @@ impl Limits {
                 map: dashmap::DashMap::with_hasher(ahash::RandomState::new()),
                 count: AtomicUsize::new(0),
             },
+            user_keys: ahash::RandomState::new(),
         }
     }
 
@@ -191,7 +211,7 @@ impl Limits {
         if limiter.inner.is_none() {
             return Ok(());
         }
-        limiter.check(&Box::from(sub))
+        limiter.check(&self.user_keys.hash_one(sub))
     }
 
     /// An anonymous request on `route` (or one whose token was refused), per client IP. A

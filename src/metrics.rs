@@ -20,6 +20,7 @@ pub struct Metrics {
     pub logins: IntCounterVec,
     pub tokens_issued: IntCounterVec,
     pub refresh_reuse: IntCounter,
+    pub refresh_reuse_in_grace: IntCounter,
     pub revoked_tokens: IntGauge,
     pub provider_duration: HistogramVec,
     pub client_errors: IntCounterVec,
@@ -99,6 +100,17 @@ impl Metrics {
                 let c = IntCounter::new(
                     "authgate_refresh_reuse_detected_total",
                     "Already-used refresh tokens presented (each revokes a token family).",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
+            },
+            refresh_reuse_in_grace: {
+                let c = IntCounter::new(
+                    "authgate_refresh_reuse_in_grace_total",
+                    "Refresh tokens presented again within the grace window (parallel loads, lost answers): a new pair, the family kept.",
                 )
                 .expect("valid metric");
                 registry
@@ -352,6 +364,7 @@ mod tests {
             "authgate_logins_total{provider=\"kakao\",result=\"success\"} 1",
             "authgate_tokens_issued_total{kind=\"access\"} 1",
             "authgate_refresh_reuse_detected_total 0",
+            "authgate_refresh_reuse_in_grace_total 0",
             "authgate_revoked_tokens 0",
             "authgate_provider_request_duration_seconds_bucket",
             "authgate_build_info{version=",

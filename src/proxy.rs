@@ -28,6 +28,7 @@ use pingora::ErrorType;
 
 use crate::api::{self, ApiReply, ApiRequest, AuthApi};
 use crate::config::{AuthMode, OnUnauthenticated};
+use crate::cookies;
 use crate::error::{GatewayError, PublicError};
 use crate::identity::{self, HeaderRules};
 use crate::limits::Limits;
@@ -49,6 +50,9 @@ pub struct Gateway {
     pub trusted_proxies: Vec<IpNet>,
     /// Where `on_unauthenticated = "redirect"` sends browsers.
     pub login_path: String,
+    /// `auth.allowed_redirect_origins`: origins besides our own that may send cookie-
+    /// authenticated writes.
+    pub allowed_origins: Vec<String>,
     pub limits: Arc<Limits>,
     pub metrics: Arc<Metrics>,
     pub durations: crate::metrics::Durations,
@@ -58,7 +62,9 @@ pub struct Gateway {
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
+
+/// How long writing to a client may stall before the connection is dropped.
+const CLIENT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What `request_filter` decided.
 enum Step {
@@ -87,8 +93,12 @@ pub struct RequestCtx {
     /// The socket peer, and whether it is a trusted proxy: looked up once per request.
     peer: Option<IpAddr>,
     peer_trusted: bool,
-    /// From the socket peer and trusted proxies only (`identity::client_ip`).
+    /// The client reached us over https (a trusted proxy said so): cookie names and `Secure`.
+    secure: bool,
+    /// From the socket peer and trusted proxies only (`identity::client`).
     client_ip: Option<IpAddr>,
+    /// The `X-Forwarded-For` to send upstream (`identity::client`).
+    forwarded_for: Option<http::HeaderValue>,
     /// When the first backend was chosen, for `authgate_upstream_duration_seconds`.
     upstream_started: Option<Instant>,
     /// Answered by the gateway's own auth endpoints.
@@ -134,7 +144,7 @@ impl Gateway {
         if self.api.owns(path) {
             return Ok(Step::Api);
         }
-        let (index, route) = match self.router.find(host, path, &req.method) {
+        let (index, route) = match self.router.find(Some(host), path, &req.method) {
             Ok(found) => found,
             Err(Miss::NotFound) => return Err(GatewayError::NoRoute),
             Err(Miss::MethodNotAllowed(index)) => {
@@ -154,13 +164,23 @@ impl Gateway {
             .map(|v| v.as_bytes());
         // Browsers cannot attach a bearer header to navigations or WebSockets: the HttpOnly
         // access cookie set by the login flow counts as well.
+        let names = cookies::names(ctx.secure);
         let (token, from_cookie) = match Verifier::bearer(values)? {
             Some(t) => (Some(t), false),
             None => (
-                api::cookie(&req.headers, api::ACCESS_COOKIE).filter(|c| !c.is_empty()),
+                cookies::cookie(&req.headers, names.access).filter(|c| !c.is_empty()),
                 true,
             ),
         };
+        // A browser attaches cookies to cross-site requests too: a write authenticated by
+        // them must come from a page of ours (bearer tokens are never sent by themselves).
+        if from_cookie
+            && token.is_some()
+            && !req.method.is_safe()
+            && !self.same_origin(req, ctx.secure)
+        {
+            return Err(GatewayError::CsrfRejected);
+        }
         let Some(token) = token else {
             return if route.auth == AuthMode::Optional {
                 Ok(Step::Proxy)
@@ -184,14 +204,15 @@ impl Gateway {
             Err(TokenError::Expired)
                 if from_cookie && route.on_unauthenticated == OnUnauthenticated::Redirect =>
             {
-                let refresh = api::cookie(&req.headers, api::REFRESH_COOKIE)
+                let refresh = cookies::cookie(&req.headers, names.refresh)
+                    .filter(|c| !c.is_empty())
                     .ok_or(TokenError::Expired)?
                     .to_string();
                 // A rotation writes to the store: limited like `POST /refresh`, and never for
                 // a client already refused.
                 self.limits.ip_blocked(index, key)?;
                 self.limits.check_auth(key)?;
-                let (api, secure) = (self.api.clone(), self.is_https(session));
+                let (api, secure) = (self.api.clone(), ctx.secure);
                 let refreshed = self
                     .app
                     .spawn(async move { api.refresh_cookies(&refresh, secure).await })
@@ -214,19 +235,33 @@ impl Gateway {
         }
     }
 
-    fn is_https(&self, session: &Session) -> bool {
-        let xfp = session
-            .req_header()
-            .headers
-            .get("x-forwarded-proto")
-            .map(|v| v.as_bytes());
-        Self::peer_ip(session).is_some_and(|peer| {
-            identity::forwarded_proto(peer, xfp, &self.trusted_proxies) == "https"
-        })
+    /// The request comes from a page of ours: the browser says so (`Sec-Fetch-Site:
+    /// same-origin`, or `none` for what the user typed), or its `Origin` is this request's own
+    /// origin or an allowed one. A sibling subdomain is `same-site`, not ours.
+    fn same_origin(&self, req: &RequestHeader, secure: bool) -> bool {
+        let headers = &req.headers;
+        if let Some(site) = headers.get("sec-fetch-site") {
+            if matches!(site.as_bytes(), b"same-origin" | b"none") {
+                return true;
+            }
+        }
+        let Some(origin) = headers.get(http::header::ORIGIN).map(|o| o.as_bytes()) else {
+            return false;
+        };
+        let scheme: &[u8] = if secure { b"https://" } else { b"http://" };
+        let own = headers.get(http::header::HOST).is_some_and(|host| {
+            origin.len() == scheme.len() + host.len()
+                && origin[..scheme.len()].eq_ignore_ascii_case(scheme)
+                && origin[scheme.len()..].eq_ignore_ascii_case(host.as_bytes())
+        });
+        own || self
+            .allowed_origins
+            .iter()
+            .any(|o| o.as_bytes().eq_ignore_ascii_case(origin))
     }
 
     /// Answers one of the gateway's own endpoints on the application runtime.
-    async fn serve_api(&self, session: &mut Session, ctx: &RequestCtx) -> Result<()> {
+    async fn serve_api(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let mut body = bytes::BytesMut::new();
         if session.req_header().method != http::Method::GET {
             session.set_read_timeout(Some(std::time::Duration::from_secs(10)));
@@ -253,7 +288,7 @@ impl Gateway {
             query: req.uri.query().unwrap_or("").to_string(),
             headers: req.headers.clone(),
             body: body.freeze(),
-            secure: self.is_https(session),
+            secure: ctx.secure,
         };
         let api = self.api.clone();
         let reply = match self
@@ -269,7 +304,7 @@ impl Gateway {
             .iter()
             .map(|(k, v)| (*k, v.as_str()))
             .collect();
-        write_json(session, reply.status, reply.body, ctx.request_id(), &extra).await
+        write_json(session, ctx, reply.status, reply.body, &extra).await
     }
 
     fn wants_redirect(&self, session: &Session, ctx: &RequestCtx) -> bool {
@@ -300,47 +335,51 @@ impl Gateway {
     }
 }
 
-/// Writes a complete local response; every gateway-written answer goes through here.
+/// Writes a complete local response; every gateway-written answer goes through here. A
+/// session rotated for this request (`ctx.set_cookies`) goes with it whatever the answer: the
+/// old refresh token is spent, and a browser that never heard of the new one would present the
+/// old one again and be logged out.
 async fn write_json(
     session: &mut Session,
+    ctx: &mut RequestCtx,
     status: u16,
     body: Vec<u8>,
-    request_id: &str,
     extra: &[(&'static str, &str)],
 ) -> Result<()> {
-    let mut h = ResponseHeader::build(status, Some(6 + extra.len()))?;
+    let mut h = ResponseHeader::build(status, Some(6 + extra.len() + ctx.set_cookies.len()))?;
     h.insert_header("content-type", "application/json")?;
     h.insert_header("content-length", body.len().to_string())?;
     h.insert_header("cache-control", "no-store")?;
-    if !request_id.is_empty() {
-        h.insert_header(X_REQUEST_ID, request_id)?;
+    if let Some(id) = &ctx.request_id {
+        h.insert_header(X_REQUEST_ID, id.clone())?;
     }
     for (k, v) in extra {
         h.append_header(k.to_string(), *v)?;
     }
-    session.write_response_header(Box::new(h), false).await?;
+    for c in ctx.set_cookies.drain(..) {
+        h.append_header("set-cookie", c)?;
+    }
+    // Failing to write is the client's doing (it went away): marked so, it is not logged as ours.
+    session
+        .write_response_header(Box::new(h), false)
+        .await
+        .map_err(|e| e.into_down())?;
     session
         .write_response_body(Some(Bytes::from(body)), true)
-        .await?;
+        .await
+        .map_err(|e| e.into_down())?;
     Ok(())
 }
 
 async fn answer_error(
     session: &mut Session,
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     err: &GatewayError,
 ) -> Result<PublicError> {
     let public = err.public();
     let headers = err.headers();
     let extra: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    write_json(
-        session,
-        public.status,
-        public.body(),
-        ctx.request_id(),
-        &extra,
-    )
-    .await?;
+    write_json(session, ctx, public.status, public.body(), &extra).await?;
     Ok(public)
 }
 
@@ -361,6 +400,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // A client that stops reading its answer would hold its connection (and a backend's)
+        // for ever: Pingora sets no write timeout of its own.
+        session.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT));
         let mut ids = session.req_header().headers.get_all(&X_REQUEST_ID).iter();
         ctx.request_id = Some(match (ids.next(), ids.next()) {
             (Some(v), None) if identity::is_acceptable_request_id(v.as_bytes()) => v.clone(),
@@ -369,18 +411,31 @@ impl ProxyHttp for Gateway {
         ctx.peer = Self::peer_ip(session);
         let peer = ctx.peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
         ctx.peer_trusted = ctx.peer.is_some() && identity::is_trusted(peer, &self.trusted_proxies);
-        // Only a trusted proxy's X-Forwarded-For is looked up at all.
-        let client_ip = if ctx.peer_trusted {
-            let xff = session.req_header().headers.get_all(&X_FORWARDED_FOR);
-            identity::client_ip(
-                peer,
-                xff.iter().map(|v| v.as_bytes()),
-                &self.trusted_proxies,
-            )
-        } else {
-            peer
+        // Only a trusted proxy's X-Forwarded-For is read at all.
+        let xff = session.req_header().headers.get_all(&X_FORWARDED_FOR);
+        let Some(client) = identity::client(
+            peer,
+            ctx.peer_trusted,
+            xff.iter().map(|v| v.as_bytes()),
+            &self.trusted_proxies,
+        ) else {
+            ctx.client_ip = ctx.peer;
+            let err = GatewayError::BadRequest(
+                "a trusted proxy's X-Forwarded-For names no client".into(),
+            );
+            tracing::debug!(request_id = %ctx.request_id(), error = %err, "refused");
+            answer_error(session, ctx, &err).await?;
+            return Ok(true);
         };
+        let client_ip = client.ip;
         ctx.client_ip = Some(client_ip);
+        ctx.forwarded_for = Some(client.forwarded_for);
+        ctx.secure = ctx.peer_trusted
+            && session
+                .req_header()
+                .headers
+                .get(&X_FORWARDED_PROTO)
+                .is_some_and(|v| v.as_bytes() == b"https");
         let key = identity::rate_key(client_ip);
         let admitted = self.admit(session, ctx, key).await;
         // Limits: the auth endpoints per IP; a verified user per `sub`; everyone else per IP:
@@ -395,9 +450,14 @@ impl ProxyHttp for Gateway {
                 Some(c) => self.limits.check_user(route, &c.sub),
                 None => self.limits.check_ip(route, key),
             },
-            (Err(GatewayError::Token(_) | GatewayError::MethodNotAllowed(_)), Some(route)) => {
-                self.limits.check_ip(route, key)
-            }
+            (
+                Err(
+                    GatewayError::Token(_)
+                    | GatewayError::MethodNotAllowed(_)
+                    | GatewayError::CsrfRejected,
+                ),
+                Some(route),
+            ) => self.limits.check_ip(route, key),
             (Err(GatewayError::BadTarget(_) | GatewayError::NoRoute), _) => {
                 self.limits.check_unrouted(key)
             }
@@ -430,9 +490,9 @@ impl ProxyHttp for Gateway {
             let location = self.login_location(session);
             write_json(
                 session,
+                ctx,
                 302,
                 b"{}".to_vec(),
-                ctx.request_id(),
                 &[("location", &location)],
             )
             .await?;
@@ -495,36 +555,24 @@ impl ProxyHttp for Gateway {
         up: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let (peer, trusted) = (ctx.peer, ctx.peer_trusted);
-        // What a trusted proxy said is read before the client's copies go; anyone else's
-        // chain is dropped unread.
-        let (chain, proto) = match peer {
-            Some(peer) if trusted => (
-                joined(&up.headers, &X_FORWARDED_FOR),
-                identity::forwarded_proto(
-                    peer,
-                    up.headers.get(&X_FORWARDED_PROTO).map(|v| v.as_bytes()),
-                    &self.trusted_proxies,
-                ),
-            ),
-            _ => (Vec::new(), "http"),
-        };
+        let trusted = ctx.peer_trusted;
+        // `X-Forwarded-Proto` is `https` only when a trusted proxy said so (`ctx.secure`).
+        let proto = if ctx.secure { "https" } else { "http" };
         // One pass over the client's header names: forgeable identity headers go, and so does
-        // every header the gateway sets itself, so each of ours is then a plain append that
-        // cannot duplicate a client's copy.
-        // From anyone but a trusted proxy, every forwarding header goes (`X-Forwarded-*`,
-        // `Forwarded`, `X-Real-IP`, `Front-End-Https`, ...: `identity::FORWARDING_HEADERS`).
-        let ours = |n: &http::HeaderName| {
-            *n == X_REQUEST_ID
-                || *n == X_FORWARDED_FOR
-                || *n == X_FORWARDED_PROTO
-                || *n == X_FORWARDED_HOST
-                || (!trusted && identity::is_forwarding_header(n.as_str()))
-        };
+        // every header the gateway sets itself in any spelling, so each of ours is then a plain
+        // append that cannot duplicate a client's copy. From anyone but a trusted proxy every
+        // forwarding header goes (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`, `Front-End-Https`,
+        // ...: `identity::FORWARDING_HEADERS`); a trusted proxy's stay, unless spelled with `_`
+        // (which no proxy writes, and a client behind it could).
         let gone: Vec<http::HeaderName> = up
             .headers
             .keys()
-            .filter(|n| ours(n) || self.headers.is_forgeable(n.as_str()))
+            .filter(|n| {
+                let n = n.as_str();
+                identity::is_set_by_us(n)
+                    || self.headers.is_forgeable(n)
+                    || ((!trusted || n.contains('_')) && identity::is_forwarding_header(n))
+            })
             .cloned()
             .collect();
         for name in &gone {
@@ -549,13 +597,8 @@ impl ProxyHttp for Gateway {
             up.append_header("X-Request-Id", id.clone())?;
         }
         strip_session_cookies(up)?;
-        if let Some(peer) = peer {
-            if chain.is_empty() {
-                up.append_header("X-Forwarded-For", identity::ip_header_value(peer))?;
-            } else {
-                let xff = identity::forwarded_for(peer, Some(&chain), &self.trusted_proxies);
-                up.append_header("X-Forwarded-For", xff)?;
-            }
+        if let Some(xff) = ctx.forwarded_for.clone() {
+            up.append_header("X-Forwarded-For", xff)?;
         }
         up.append_header("X-Forwarded-Proto", http::HeaderValue::from_static(proto))?;
         if let Some(host) = up.headers.get(http::header::HOST).cloned() {
@@ -699,11 +742,7 @@ pub fn loggable(bytes: &[u8]) -> String {
 /// an upstream that logs or echoes cookies must not be able to leak them. The header is handled
 /// as bytes (`cookies::without`), so other cookies reach the upstream exactly as sent.
 fn strip_session_cookies(up: &mut RequestHeader) -> Result<()> {
-    let ours = |name: &[u8]| {
-        name == api::ACCESS_COOKIE.as_bytes()
-            || name == api::REFRESH_COOKIE.as_bytes()
-            || name == api::STATE_COOKIE.as_bytes()
-    };
+    let ours = cookies::is_ours;
     let cookies = up.headers.get_all(http::header::COOKIE);
     // Most requests carry none of ours: check without copying anything.
     let stripped: Vec<Option<Vec<u8>>> = cookies
@@ -731,31 +770,19 @@ fn strip_session_cookies(up: &mut RequestHeader) -> Result<()> {
 }
 
 /// The request's host as routing compares it (`routes::check_host`): from `Host`, or from the
-/// target's authority when there is no `Host` (HTTP/2). Two `Host` headers are refused: the
-/// upstream might read the other one.
-fn request_host(req: &RequestHeader) -> Result<Option<&str>, GatewayError> {
+/// target's authority when there is no `Host` (HTTP/2). A request without one is refused (RFC
+/// 9112 §3.2): an upstream would serve its default virtual host, which a host route cannot
+/// protect. So are two `Host` headers: the upstream might read the other one.
+fn request_host(req: &RequestHeader) -> Result<&str, GatewayError> {
     let mut hosts = req.headers.get_all(http::header::HOST).iter();
     match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => Err(TargetError::BadHost.into()),
-        (Some(h), None) if h.is_empty() => Ok(None),
-        (Some(h), None) => Ok(Some(check_host(h.as_bytes())?)),
+        (Some(h), None) => Ok(check_host(h.as_bytes())?),
         (None, _) => match req.uri.authority() {
-            Some(a) => Ok(Some(check_host(a.as_str().as_bytes())?)),
-            None => Ok(None),
+            Some(a) => Ok(check_host(a.as_str().as_bytes())?),
+            None => Err(TargetError::BadHost.into()),
         },
+        (Some(_), Some(_)) => Err(TargetError::BadHost.into()),
     }
-}
-
-/// Every value of a header, joined with ", " as a single list (RFC 9110 §5.3).
-fn joined(headers: &http::HeaderMap, name: &http::HeaderName) -> Vec<u8> {
-    let mut out = Vec::new();
-    for value in headers.get_all(name) {
-        if !out.is_empty() {
-            out.extend_from_slice(b", ");
-        }
-        out.extend_from_slice(value.as_bytes());
-    }
-    out
 }
 
 /// Maps a Pingora error that our hooks did not choose to the public error.
@@ -774,6 +801,9 @@ fn classify(e: &Error) -> GatewayError {
             ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
         ) => GatewayError::ClientGone,
         (ErrorSource::Downstream, ErrorType::ReadTimedout) => GatewayError::RequestTimeout,
+        (ErrorSource::Downstream | ErrorSource::Unset, ErrorType::WriteTimedout) => {
+            GatewayError::ClientGone
+        }
         // Framing, chunk and header errors Pingora finds in what the client sent.
         (ErrorSource::Downstream, _) => GatewayError::BadRequest(what),
         _ => GatewayError::Internal(what),

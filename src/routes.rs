@@ -34,6 +34,10 @@ pub enum TargetError {
     DoubleEncoded,
     #[error("the path contains a '.', '..' or empty segment")]
     DotOrEmptySegment,
+    #[error("a path segment ends in '.' or a space, or names a file stream ('::', ':$')")]
+    WindowsAlias,
+    #[error("the path percent-encodes invalid UTF-8 or a character that folds to ASCII")]
+    AmbiguousUnicode,
     #[error("the Host header is not a host name, an IP literal or a port")]
     BadHost,
 }
@@ -41,26 +45,37 @@ pub enum TargetError {
 /// Characters allowed raw in a path segment and in route prefixes: RFC 3986 unreserved,
 /// sub-delims except ';', and ':' '@'.
 pub fn is_plain_path_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b'='
-                | b':'
-                | b'@'
-        )
+    PLAIN[b as usize]
 }
+
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b'='
+                    | b':'
+                    | b'@'
+            );
+        b += 1;
+    }
+    t
+};
 
 fn hex(b: u8) -> Option<u8> {
     match b {
@@ -89,64 +104,145 @@ pub fn check_target(target: &[u8]) -> Result<&str, TargetError> {
         }
     }
     let path = &target[..path_end];
-    // Percent-escapes in the query are still checked for NUL and control characters: upstreams
-    // decode them into strings as well.
-    let mut i = 0;
-    while i < target.len() {
-        if target[i] == b'%' {
-            let (Some(h), Some(l)) = (
-                target.get(i + 1).copied().and_then(hex),
-                target.get(i + 2).copied().and_then(hex),
-            ) else {
-                return Err(TargetError::BadEscape);
-            };
-            let decoded = h * 16 + l;
-            if decoded < 0x20 || decoded == 0x7f {
-                return Err(TargetError::AmbiguousEscape);
+    // The path in one pass: escapes, raw bytes, and each segment as it ends. Segments: "/" alone
+    // and one trailing slash are fine; "//", "." and ".." are not. Nor what Windows servers
+    // (IIS, anything on NTFS) read as another name: a segment ending in '.' or a space (`admin.`
+    // and `admin%20` are `admin`), and file streams (`admin::$DATA`, `admin:$I30:...`).
+    let mut seg_start = 1;
+    let mut high_escapes = false;
+    let mut i = 1;
+    while i <= path.len() {
+        let b = path.get(i).copied().unwrap_or(b'/');
+        match b {
+            b'/' => {
+                let seg = &path[seg_start..i];
+                let last = i == path.len();
+                if seg == b"." || seg == b".." || (seg.is_empty() && !last) {
+                    return Err(TargetError::DotOrEmptySegment);
+                }
+                if seg.ends_with(b".") || seg.ends_with(b"%20") {
+                    return Err(TargetError::WindowsAlias);
+                }
+                seg_start = i + 1;
+                i += 1;
             }
-            if i < path_end {
-                if decoded == b'/'
+            b'%' => {
+                let decoded = escape_at(path, i)?;
+                if decoded < 0x20
+                    || decoded == 0x7f
+                    || decoded == b'/'
                     || decoded == b'\\'
                     || decoded == b'.'
                     || decoded == b';'
-                    || is_plain_path_byte(decoded)
+                    || PLAIN[decoded as usize]
                 {
                     return Err(TargetError::AmbiguousEscape);
                 }
                 if decoded == b'%'
-                    && target.get(i + 3).copied().and_then(hex).is_some()
-                    && target.get(i + 4).copied().and_then(hex).is_some()
+                    && path.get(i + 3).copied().and_then(hex).is_some()
+                    && path.get(i + 4).copied().and_then(hex).is_some()
                 {
                     return Err(TargetError::DoubleEncoded);
                 }
+                high_escapes |= decoded >= 0x80;
+                i += 3;
             }
-            i += 3;
-            continue;
+            b';' => return Err(TargetError::PathParameter),
+            b':' if matches!(path.get(i + 1), Some(b':' | b'$')) => {
+                return Err(TargetError::WindowsAlias)
+            }
+            _ if PLAIN[b as usize] => i += 1,
+            _ => return Err(TargetError::Unencoded),
         }
-        if i < path_end {
-            let b = target[i];
-            if b == b';' {
-                return Err(TargetError::PathParameter);
-            }
-            if b != b'/' && !is_plain_path_byte(b) {
-                return Err(TargetError::Unencoded);
-            }
-        }
-        i += 1;
     }
-    // Segments: "/" alone and one trailing slash are fine; "//", "." and ".." are not.
-    let segments = &path[1..];
-    if !segments.is_empty() {
-        let mut parts = segments.split(|&b| b == b'/').peekable();
-        while let Some(seg) = parts.next() {
-            let last = parts.peek().is_none();
-            if seg == b"." || seg == b".." || (seg.is_empty() && !last) {
-                return Err(TargetError::DotOrEmptySegment);
-            }
+    if high_escapes {
+        check_encoded_unicode(path)?;
+    }
+    // Percent-escapes in the query are still checked for NUL and control characters: upstreams
+    // decode them into strings as well.
+    let mut i = path_end;
+    while let Some(at) = target[i..].iter().position(|&b| b == b'%') {
+        let decoded = escape_at(target, i + at)?;
+        if decoded < 0x20 || decoded == 0x7f {
+            return Err(TargetError::AmbiguousEscape);
         }
+        i += at + 3;
     }
     // Only ASCII bytes were accepted above.
     Ok(std::str::from_utf8(path).expect("checked ASCII"))
+}
+
+/// The byte `%XX` at `i` stands for.
+fn escape_at(s: &[u8], i: usize) -> Result<u8, TargetError> {
+    match (
+        s.get(i + 1).copied().and_then(hex),
+        s.get(i + 2).copied().and_then(hex),
+    ) {
+        (Some(h), Some(l)) => Ok(h * 16 + l),
+        _ => Err(TargetError::BadEscape),
+    }
+}
+
+/// Percent-encoded bytes of 0x80 and above must spell valid UTF-8 (no overlong forms, no
+/// surrogates) of characters that no upstream folds to ASCII: Java's `equalsIgnoreCase` takes
+/// `ı` (U+0131) for `i` and `ſ` (U+017F) for `s`, and servers that normalise Unicode (NFKC)
+/// read fullwidth `ａｄｍｉｎ`, `．` or `ﬁ` as ASCII. Hangul, CJK, accented letters and the
+/// like pass, so `/tags/%EC%95%88` does.
+fn check_encoded_unicode(path: &[u8]) -> Result<(), TargetError> {
+    let mut run = Vec::new();
+    let mut i = 0;
+    loop {
+        let byte = (path.get(i) == Some(&b'%'))
+            .then(|| Some(hex(*path.get(i + 1)?)? * 16 + hex(*path.get(i + 2)?)?))
+            .flatten();
+        match byte {
+            Some(b) if b >= 0x80 => {
+                run.push(b);
+                i += 3;
+                continue;
+            }
+            _ => {
+                if !run.is_empty() {
+                    let text =
+                        std::str::from_utf8(&run).map_err(|_| TargetError::AmbiguousUnicode)?;
+                    if text.chars().any(folds_to_ascii) {
+                        return Err(TargetError::AmbiguousUnicode);
+                    }
+                    run.clear();
+                }
+            }
+        }
+        if i >= path.len() {
+            return Ok(());
+        }
+        i += if byte.is_some() { 3 } else { 1 };
+    }
+}
+
+/// Characters that Unicode case folding or compatibility normalisation (NFKC) can turn into
+/// ASCII, or that are invisible: refused when percent-encoded in a path.
+fn folds_to_ascii(c: char) -> bool {
+    matches!(u32::from(c),
+        0x80..=0x9F          // C1 controls
+        | 0xA0               // no-break space
+        | 0xAA | 0xB2 | 0xB3 | 0xB9 | 0xBA | 0xBC..=0xBE // ª ² ³ ¹ º ¼ ½ ¾
+        | 0x130 | 0x131 | 0x17F // İ ı ſ
+        | 0x2B0..=0x2FF      // spacing modifier letters
+        | 0x37E | 0x387      // Greek question mark (;) and ano teleia
+        | 0x1D2C..=0x1DBF    // phonetic modifiers
+        | 0x2000..=0x206F    // spaces, dot leaders, zero-width and bidi controls
+        | 0x2070..=0x209F    // superscripts and subscripts
+        | 0x2100..=0x218F    // letterlike symbols (K, Å, ℌ...) and number forms (Ⅰ)
+        | 0x2460..=0x24FF    // enclosed alphanumerics
+        | 0x3000             // ideographic space
+        | 0xFB00..=0xFB4F    // ligatures (ﬁ)
+        | 0xFE10..=0xFE1F | 0xFE30..=0xFE6F // vertical and small forms
+        | 0xFEFF             // byte-order mark
+        | 0xFF00..=0xFFEF    // fullwidth and halfwidth forms
+        | 0x1D400..=0x1D7FF  // mathematical alphanumerics
+        | 0x1F100..=0x1F1FF  // enclosed alphanumeric supplement
+        | 0xE0000..=0xE007F  // tags
+    )
 }
 
 /// A route ready for matching; index into [`Router::routes`].
@@ -318,24 +414,47 @@ pub fn check_host(host: &[u8]) -> Result<&str, TargetError> {
         }
         &host[..=close]
     } else {
-        let colon = host.iter().position(|&b| b == b':').unwrap_or(host.len());
+        // One pass: labels of letters, digits, '-' and '_', none empty, then an optional port.
+        let mut colon = host.len();
+        let mut prev = b'.';
+        for (i, &b) in host.iter().enumerate() {
+            if !HOST_BYTE[b as usize] {
+                if b == b':' {
+                    colon = i;
+                    break;
+                }
+                return bad;
+            }
+            if b == b'.' && prev == b'.' {
+                return bad;
+            }
+            prev = b;
+        }
         if !port_ok(&host[colon..]) {
             return bad;
         }
+        // One trailing dot names the same host (`admin.example.`).
         let name = &host[..colon];
         let name = name.strip_suffix(b".").unwrap_or(name);
-        if name.is_empty()
-            || name.split(|&b| b == b'.').any(|label| label.is_empty())
-            || !name
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-        {
+        if name.is_empty() {
             return bad;
         }
         name
     };
     Ok(std::str::from_utf8(name).expect("checked ASCII"))
 }
+
+/// Bytes of a host name: letters, digits, `-`, `_` and `.`.
+static HOST_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.';
+        b += 1;
+    }
+    t
+};
 
 /// Empty, or `:` and 1–5 digits.
 fn port_ok(rest: &[u8]) -> bool {
@@ -362,6 +481,10 @@ mod tests {
             ("/api/x/", "/api/x/"),
             ("/api/x?a=1&b=../../etc;x", "/api/x"),
             ("/api/%EC%95%88%20x", "/api/%EC%95%88%20x"),
+            ("/tags/%EC%95%88%EB%85%95", "/tags/%EC%95%88%EB%85%95"),
+            ("/caf%C3%A9/x", "/caf%C3%A9/x"),
+            ("/v1/items:batch", "/v1/items:batch"),
+            ("/files/v1.2/x", "/files/v1.2/x"),
             ("/api/a%25b", "/api/a%25b"),
             ("/users/me@x.com:8", "/users/me@x.com:8"),
             ("/?q=%2F", "/"),
@@ -378,6 +501,8 @@ mod tests {
             ("/api/./admin", DotOrEmptySegment),
             ("/api/..", DotOrEmptySegment),
             ("/api//admin", DotOrEmptySegment),
+            ("//api", DotOrEmptySegment),
+            ("//", DotOrEmptySegment),
             ("/api/%2e%2e/admin", AmbiguousEscape),
             ("/api/%2E./admin", AmbiguousEscape),
             ("/api/.%2e/admin", AmbiguousEscape),
@@ -397,6 +522,21 @@ mod tests {
             ("/api/x%3bjsessionid=1", AmbiguousEscape),
             ("/api/%252e%252e/admin", DoubleEncoded),
             ("/api/%zz", BadEscape),
+            ("/api/admin./x", WindowsAlias),
+            ("/api/admin.", WindowsAlias),
+            ("/api/admin%20/x", WindowsAlias),
+            ("/api/admin::$INDEX_ALLOCATION/x", WindowsAlias),
+            ("/api/admin:$i30:$INDEX_ALLOCATION", WindowsAlias),
+            ("/api/adm%C4%B1n", AmbiguousUnicode),
+            ("/api/%C5%BFecret", AmbiguousUnicode),
+            ("/api/%EF%BD%81dmin", AmbiguousUnicode),
+            ("/api/admin%EF%BC%8E", AmbiguousUnicode),
+            ("/api/%C0%AE%C0%AE/x", AmbiguousUnicode),
+            ("/api/%ED%A0%80", AmbiguousUnicode),
+            ("/api/%E2%80%8Badmin", AmbiguousUnicode),
+            ("/api/%EF%AC%81le", AmbiguousUnicode),
+            ("/api/%C3", AmbiguousUnicode),
+            ("/api/%C3x", AmbiguousUnicode),
             ("/api/%4", BadEscape),
             ("http://evil/api", NotOriginForm),
             ("*", NotOriginForm),

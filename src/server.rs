@@ -21,7 +21,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::routes::Router;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, SYNC_OVERLAP};
 use crate::tokens::jwt::Verifier;
 use crate::tokens::revocation::Revocations;
 use crate::upstreams::Upstream;
@@ -41,8 +41,10 @@ fn unix_now() -> i64 {
     jsonwebtoken::get_current_timestamp() as i64
 }
 
-/// Loads every unexpired revocation; returns the sync cursor (the highest row id seen).
+/// Loads every unexpired revocation; returns where the sync starts: the store's clock read
+/// *before* loading, less the overlap, so a row committed during the load is read by the sync.
 async fn load_revocations(store: &Store, revocations: &Revocations) -> Result<i64, StoreError> {
+    let started_ms = store.now_ms().await?;
     let mut cursor = 0;
     loop {
         let rows = store.revocations_since(cursor, unix_now()).await?;
@@ -52,17 +54,46 @@ async fn load_revocations(store: &Store, revocations: &Revocations) -> Result<i6
             revocations.revoke(jti, *exp);
         }
     }
-    cursor = cursor.max(store.max_revocation_id().await?);
     tracing::info!(revoked = revocations.len(), "revocations loaded");
-    Ok(cursor)
+    Ok(started_ms - SYNC_OVERLAP.as_millis() as i64)
+}
+
+/// One sync pass: every unexpired revocation the store recorded since `since_ms`, paged.
+async fn read_window(
+    store: &Store,
+    revocations: &Revocations,
+    since_ms: i64,
+) -> Result<(), StoreError> {
+    let mut after_id = 0;
+    loop {
+        let rows = store
+            .revocations_recorded_since(since_ms, after_id, unix_now())
+            .await?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after_id = last.0;
+        for (_, jti, exp) in &rows {
+            revocations.revoke(jti, *exp);
+        }
+    }
 }
 
 /// Every second, picks up revocations written by other instances (or by this one); every hour,
-/// prunes rows nobody can use any more. Store outages only delay it: it resumes from its cursor.
+/// prunes rows nobody can use any more.
+///
+/// Completeness: a cursor on row ids misses rows on PostgreSQL, which assigns an id at insert
+/// but shows the row at commit, so a row with a smaller id can appear after a larger one was
+/// read. So each tick re-reads everything the store *recorded* (its own clock, `recorded_ms`)
+/// since its previous read began, less [`SYNC_OVERLAP`]. A revocation is a single bounded
+/// statement ([`crate::store::MAX_REVOCATION_WRITE`], well inside the overlap) that reads the
+/// clock while it runs, so it is visible before the overlap has passed and one of the re-reads
+/// sees it; inserting into the set again is harmless. Store outages only delay it: the window
+/// starts where the last successful read began.
 async fn sync_revocations(
     store: Store,
     revocations: Arc<Revocations>,
-    mut cursor: i64,
+    mut since_ms: i64,
     metrics: Arc<Metrics>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -76,16 +107,18 @@ async fn sync_revocations(
             last_purge = std::time::Instant::now();
             metrics.revoked_tokens.set(revocations.purge() as i64);
         }
-        match store.revocations_since(cursor, unix_now()).await {
-            Ok(rows) => {
+        let pass = async {
+            let read_at = store.now_ms().await?;
+            read_window(&store, &revocations, since_ms).await?;
+            Ok::<_, StoreError>(read_at)
+        };
+        match pass.await {
+            Ok(read_at) => {
                 if failing {
                     tracing::info!("store reachable again: revocation sync resumed");
                     failing = false;
                 }
-                for (id, jti, exp) in rows {
-                    revocations.revoke(&jti, exp);
-                    cursor = cursor.max(id);
-                }
+                since_ms = read_at - SYNC_OVERLAP.as_millis() as i64;
                 metrics.revoked_tokens.set(revocations.len() as i64);
             }
             Err(e) if !failing => {
@@ -192,14 +225,14 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
             )
         })?;
     // Refusing to start beats starting without the revocations: a revoked token would pass.
-    let cursor = app
+    let since_ms = app
         .block_on(load_revocations(&store, &revocations))
         .context("loading revoked tokens")?;
     let metrics = Arc::new(Metrics::new());
     app.spawn(sync_revocations(
         store.clone(),
         revocations.clone(),
-        cursor,
+        since_ms,
         metrics.clone(),
     ));
     let api = AuthApi::new(
@@ -237,6 +270,7 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
         headers: HeaderRules::new(&config.identity),
         trusted_proxies: config.server.trusted_proxies.clone(),
         login_path: config.auth.login_path(),
+        allowed_origins: config.auth.allowed_redirect_origins.clone(),
         limits,
         metrics: metrics.clone(),
     };

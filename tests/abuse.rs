@@ -215,7 +215,7 @@ async fn metrics_move_with_the_journey_and_the_log_holds_no_secret() {
         &fake,
         &up,
         &sqlite_url(db.path()),
-        "require_state = false",
+        "require_state = false\nrefresh_reuse_grace_seconds = 0",
         "",
     )
     .replacen(

@@ -44,9 +44,15 @@ async fn setup_edited(
     }
 }
 
-/// The seed's single-page client sends only `code`: the documented legacy setting.
+/// The seed's single-page client sends only `code`: the documented legacy setting. Reuse is
+/// theft at once here (no grace window), as the seed had it; the window has tests of its own.
 async fn seed_setup(store_url: Option<&str>) -> Setup {
-    setup_with(store_url, "require_state = false", "").await
+    setup_with(
+        store_url,
+        "require_state = false\nrefresh_reuse_grace_seconds = 0",
+        "",
+    )
+    .await
 }
 
 async fn journey(s: Setup) {
@@ -185,7 +191,7 @@ async fn the_seed_clients_whole_journey_on_postgres() {
 
 #[tokio::test]
 async fn the_browser_flow_uses_state_pkce_and_httponly_cookies() {
-    let s = setup_with(None, "", "").await;
+    let s = setup_with(None, "refresh_reuse_grace_seconds = 1", "").await;
     let r =
         s.gw.get("/web/dashboard?tab=2", &[("Accept", "text/html")])
             .await;
@@ -259,7 +265,16 @@ async fn the_browser_flow_uses_state_pkce_and_httponly_cookies() {
         "{renewed}"
     );
     assert_eq!(s.up.last().one("X-User-Email"), Some("ryan@kakao.test"));
-    // The refresh cookie was rotated: presenting it again is reuse, so the browser must log in again.
+    // Presented again at once (another tab, a lost answer): within the grace window, a new pair.
+    let r =
+        s.gw.get(
+            "/web/dashboard",
+            &[("Cookie", &expired), ("Accept", "text/html")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // After the window it is reuse: the family is revoked and the browser must log in again.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let r =
         s.gw.get(
             "/web/dashboard",
@@ -274,6 +289,9 @@ async fn state_is_required_by_default_and_must_be_ours() {
     let s = setup_with(None, "", "").await;
     let r = s.gw.get("/api/auth/kakao/login-url", &[]).await;
     let login_url = r.json()["login_url"].as_str().unwrap().to_string();
+    // The browser that asked keeps the state as a cookie.
+    let jar = cookies(&r);
+    assert!(jar.starts_with("authgate_state="), "{jar}");
     assert!(
         query_param(&login_url, "code_challenge").is_some(),
         "PKCE when the state comes back"
@@ -286,21 +304,31 @@ async fn state_is_required_by_default_and_must_be_ours() {
         s.gw.send(&json_post(
             "/api/auth/kakao/callback",
             &json!({"code": code, "state": "eyJ9.forged"}),
-            &[],
+            &[("Cookie", &jar)],
         ))
         .await;
     forged.assert_gateway_error(400, "INVALID_STATE");
-    // The same code with its state works once (the fake consumed nothing yet: state was checked first).
     let back = approve(&s.fake, &login_url, RYAN).await;
     let (code, state) = (
         query_param(&back, "code").unwrap(),
         query_param(&back, "state").unwrap(),
     );
-    let r =
+    // Whoever holds the callback URL (code and state, from history or a log) but not the
+    // browser's state cookie cannot redeem it by POST: the PKCE verifier comes from the state.
+    let stolen =
         s.gw.send(&json_post(
             "/api/auth/kakao/callback",
             &json!({"code": code, "state": state}),
             &[],
+        ))
+        .await;
+    stolen.assert_gateway_error(400, "INVALID_STATE");
+    // The browser that started the login can (the fake consumed nothing yet: state is checked first).
+    let r =
+        s.gw.send(&json_post(
+            "/api/auth/kakao/callback",
+            &json!({"code": code, "state": state}),
+            &[("Cookie", &jar)],
         ))
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -316,7 +344,10 @@ async fn state_is_required_by_default_and_must_be_ours() {
         s.gw.send(&request(
             "POST",
             "/api/auth/kakao/callback",
-            &[("Content-Type", "application/x-www-form-urlencoded")],
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Cookie", &jar),
+            ],
             &form,
         ))
         .await;
@@ -470,7 +501,7 @@ fn url_base(u: &str) -> String {
 }
 
 #[tokio::test]
-async fn twenty_concurrent_refreshes_with_one_token_let_exactly_one_through() {
+async fn without_a_grace_window_twenty_concurrent_refreshes_let_exactly_one_through() {
     let s = seed_setup(None).await;
     let tokens = seed_login(&s.gw, &s.fake, RYAN).await;
     let body = json!({"refresh_token": tokens["refresh_token"]});
@@ -494,6 +525,40 @@ async fn twenty_concurrent_refreshes_with_one_token_let_exactly_one_through() {
         statuses.iter().filter(|s| **s == 400).count(),
         19,
         "{statuses:?}"
+    );
+}
+
+/// With the default grace window, twenty tabs refreshing one token at once all get a session,
+/// share rotations where they overlap, and leave the family intact: every token they got works.
+#[tokio::test]
+async fn within_the_grace_window_concurrent_refreshes_all_get_a_working_session() {
+    let s = setup_with(None, "require_state = false", "").await;
+    let tokens = seed_login(&s.gw, &s.fake, RYAN).await;
+    let body = json!({"refresh_token": tokens["refresh_token"]});
+    let addr = s.gw.addr;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let req = json_post("/api/auth/refresh", &body, &[]);
+            tokio::spawn(async move { raw(addr, &req).await })
+        })
+        .collect();
+    let mut issued = std::collections::HashSet::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        issued.insert(r.json()["refresh_token"].as_str().unwrap().to_string());
+    }
+    // Concurrent requests on one instance share one rotation: far fewer tokens than requests.
+    assert!(issued.len() < 20, "{} distinct tokens", issued.len());
+    for token in &issued {
+        let r = post_refresh(&s.gw, token).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let scrape = s.gw.admin_get("/metrics").await.text();
+    assert_eq!(
+        metric(&scrape, "authgate_refresh_reuse_detected_total"),
+        Some(0.0),
+        "no false theft alarm"
     );
 }
 
@@ -635,10 +700,12 @@ async fn jwks_publishes_only_the_public_key() {
         "algorithm = \"RS256\"\nprivate_key_file = \"{}\"",
         fixture("rs256-2048.pem").display()
     );
-    let Setup { gw, fake, .. } = setup_edited(None, "require_state = false", "", |_, config| {
-        config.replace("secret = \"{secret}\"", &rs256)
-    })
-    .await;
+    // `_db` holds the SQLite file's folder: dropping it would delete the store under the gateway.
+    let Setup { gw, fake, _db, .. } =
+        setup_edited(None, "require_state = false", "", |_, config| {
+            config.replace("secret = \"{secret}\"", &rs256)
+        })
+        .await;
     let r = gw.get("/.well-known/jwks.json", &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let key = &r.json()["keys"][0];

@@ -35,7 +35,9 @@ fn routes() -> Vec<RouteConfig> {
 }
 
 /// How a lenient upstream reads a path: percent-decoded once, `\` as `/`, `;` parameters
-/// dropped, empty and `.` segments removed, `..` applied, case folded.
+/// dropped, file streams (`::$DATA`) and trailing dots and spaces dropped (Windows), empty and
+/// `.` segments removed, `..` applied, Unicode folded to ASCII where it can be (NFKC, Java's
+/// case-insensitive compare), case folded.
 fn upstream_view(path: &[u8]) -> Vec<String> {
     let mut decoded = Vec::new();
     let mut i = 0;
@@ -50,10 +52,28 @@ fn upstream_view(path: &[u8]) -> Vec<String> {
         decoded.push(path[i]);
         i += 1;
     }
-    let text = String::from_utf8_lossy(&decoded).replace('\\', "/");
+    let text: String = String::from_utf8_lossy(&decoded)
+        .chars()
+        .flat_map(|c| match u32::from(c) {
+            0x131 => vec!['i'],
+            0x17F => vec!['s'],
+            0x200B => vec![],
+            0xFB01 => vec!['f', 'i'],
+            cp @ 0xFF01..=0xFF5E => vec![char::from_u32(cp - 0xFEE0).unwrap()],
+            _ => vec![c],
+        })
+        .collect::<String>()
+        .replace('\\', "/");
     let mut out: Vec<String> = Vec::new();
     for seg in text.split('/') {
         let seg = seg.split(';').next().unwrap_or("");
+        let seg = seg.split("::").next().unwrap_or("");
+        let seg = seg.split(":$").next().unwrap_or("");
+        let seg = if seg == "." || seg == ".." {
+            seg
+        } else {
+            seg.trim_end_matches(['.', ' '])
+        };
         match seg {
             "" | "." => {}
             ".." => {
@@ -99,10 +119,66 @@ fn meant(host: Option<&str>, segments: &[String]) -> &'static str {
 
 fn piece() -> impl Strategy<Value = String> {
     prop::sample::select(vec![
-        "api", "API", "Api", "admin", "ADMIN", "aDmIn", "app", "APP", "panel", "Panel", "x",
-        "users", ".", "..", "", "%2e", "%2E", "%2e%2e", ".%2e", "%2f", "%2F", "%5c", "%61pi",
-        "%41PP", "a%70p", ";", ";x=1", "api;v=1", "\\", "%00", "\u{0}", "%252e", "%20", "%e9",
-        "a%2Fb", "%", "%zz", "~", "a.b", "%7e", "+", "@", "%3b",
+        "api",
+        "API",
+        "Api",
+        "admin",
+        "ADMIN",
+        "aDmIn",
+        "app",
+        "APP",
+        "panel",
+        "Panel",
+        "x",
+        "users",
+        ".",
+        "..",
+        "",
+        "%2e",
+        "%2E",
+        "%2e%2e",
+        ".%2e",
+        "%2f",
+        "%2F",
+        "%5c",
+        "%61pi",
+        "%41PP",
+        "a%70p",
+        ";",
+        ";x=1",
+        "api;v=1",
+        "\\",
+        "%00",
+        "\u{0}",
+        "%252e",
+        "%20",
+        "%e9",
+        "a%2Fb",
+        "%",
+        "%zz",
+        "~",
+        "a.b",
+        "%7e",
+        "+",
+        "@",
+        "%3b",
+        "api.",
+        "admin.",
+        "app%20",
+        "admin::$DATA",
+        "api:$i30",
+        "adm%C4%B1n",
+        "%C5%BFx",
+        "%EF%BD%81pi",
+        "%EF%BD%81%EF%BD%90%EF%BD%90",
+        "ap%EF%BC%B0",
+        "%E2%80%8Bapi",
+        "api%E2%80%8B",
+        "%EC%95%88",
+        "caf%C3%A9",
+        "%C3",
+        "v1.2",
+        "a:b",
     ])
     .prop_map(str::to_string)
 }
@@ -145,7 +221,7 @@ fn host() -> impl Strategy<Value = Option<String>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(4000))]
+    #![proptest_config(ProptestConfig::with_cases(20_000))]
 
     #[test]
     fn accepted_targets_route_as_the_upstream_reads_them(t in target(), h in host()) {

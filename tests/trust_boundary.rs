@@ -32,6 +32,19 @@ async fn a_prefix_in_another_case_takes_the_same_route() {
     let seen = up.last();
     assert_eq!(seen.target, "/APP/settings", "forwarded as received");
     assert_eq!(seen.one("X-User-Id"), Some("42"));
+    // What Windows servers and Unicode-folding frameworks read as `/app` is refused outright.
+    for path in [
+        "/app./settings",
+        "/app%20/settings",
+        "/app::$DATA/settings",
+        "/%EF%BD%81pp/settings",
+        "/%C5%BFettings",
+        "/a%C4%B1pp",
+    ] {
+        gw.get(path, &[])
+            .await
+            .assert_gateway_error(400, "BAD_REQUEST");
+    }
     // The gateway's own prefix in another case is the gateway's (unknown there), never upstream.
     let r = gw.send(&request("POST", "/API/AUTH/logout", &[], "")).await;
     r.assert_gateway_error(404, "NOT_FOUND");
@@ -97,6 +110,16 @@ auth = "public"
         .send("GET /users HTTP/1.1\r\nHost: www.example\r\nHost: admin.example\r\nConnection: close\r\n\r\n")
         .await;
     two.assert_gateway_error(400, "BAD_REQUEST");
+    // Without a Host an upstream serves its default virtual host: no route can protect that.
+    for request in [
+        "GET /users HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /users HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n",
+        "GET /users HTTP/1.0\r\n\r\n",
+    ] {
+        gw.send(request)
+            .await
+            .assert_gateway_error(400, "BAD_REQUEST");
+    }
     assert_eq!(up.count(), 0);
     assert_eq!(get_as("www.example").await.status, 200);
 }
@@ -154,6 +177,30 @@ auth = "required"
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(up.last().method, "HEAD");
     assert_eq!(up.last().one("X-User-Id"), Some("42"));
+    // A method override would turn the allowed POST into a DELETE upstream: never forwarded.
+    let r = gw
+        .send(&request(
+            "POST",
+            "/api/items",
+            &[
+                ("Authorization", &token()),
+                ("X-HTTP-Method-Override", "DELETE"),
+                ("X-Method-Override", "DELETE"),
+                ("X_HTTP_Method", "DELETE"),
+            ],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = up.last();
+    assert!(
+        !seen
+            .headers
+            .iter()
+            .any(|(k, _)| k.to_ascii_lowercase().contains("method")),
+        "{:?}",
+        seen.headers
+    );
 }
 
 /// 4. Cookies: a non-ASCII cookie beside ours neither hides ours from the gateway nor keeps them
@@ -229,6 +276,29 @@ async fn every_forwarding_header_from_an_untrusted_peer_is_removed() {
         Some("/admin"),
         "a trusted proxy's is kept"
     );
+    // Upstream, X-Forwarded-For is the client and the proxies only: what the client wrote to
+    // the left is not passed on (an upstream reading the leftmost entry reads the client), and
+    // an underscore spelling of ours (CGI's HTTP_X_FORWARDED_PROTO) never passes, even here.
+    let r = trusted
+        .get(
+            "/x",
+            &[
+                ("X-Forwarded-For", "10.0.0.1, 1.2.3.4, 198.51.100.9"),
+                ("X_Forwarded_Proto", "https"),
+                ("X_Forwarded_Prefix", "/admin"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let seen = up.last();
+    assert_eq!(seen.one("X-Forwarded-For"), Some("198.51.100.9, 127.0.0.1"));
+    assert_eq!(seen.one("X-Forwarded-Proto"), Some("http"));
+    assert!(seen.all("X_Forwarded_Proto").is_empty() && seen.all("X_Forwarded_Prefix").is_empty());
+    // A chain from a trusted proxy that names no client is refused, not guessed at.
+    trusted
+        .get("/x", &[("X-Forwarded-For", "1.2.3.4, not-an-address")])
+        .await
+        .assert_gateway_error(400, "BAD_REQUEST");
     let via = |client: &'static str| {
         let gw = &trusted;
         async move {
@@ -393,6 +463,15 @@ async fn ambiguous_framing_is_400_and_closes_on_every_route() {
         let (r, closed) = raw_keepalive(gw.addr, request.as_bytes()).await;
         r.assert_gateway_error(400, "BAD_REQUEST");
         assert!(closed, "{path}: a bad chunk left the connection open");
+    }
+    // A request line Pingora must escape first (a space in the target) is checked all the same.
+    for request in [
+        "POST /upload/a b HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST /upload/a b HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: 5, 5\r\n\r\nhello",
+    ] {
+        let (r, closed) = raw_keepalive(gw.addr, request.as_bytes()).await;
+        r.assert_gateway_error(400, "BAD_REQUEST");
+        assert!(closed, "{request:?}");
     }
     // Only the bad-chunk request could have started upstream (its head goes before its body).
     assert!(up.count() <= 1, "{:?}", up.seen());

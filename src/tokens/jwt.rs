@@ -135,6 +135,9 @@ pub enum TokenError {
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    /// The same rules without `exp`: logout accepts a token that expired while the browser sat
+    /// idle, as long as it is ours (correctly signed) and not revoked.
+    validation_any_exp: Validation,
     revocations: Arc<Revocations>,
     /// Tokens whose signature and claims already verified, keyed by the whole token: a hit
     /// skips the signature and JSON work, never the expiry and revocation checks. Only tokens
@@ -154,6 +157,8 @@ impl Verifier {
         validation.set_issuer(&[&cfg.issuer]);
         validation.set_audience(&[&cfg.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let mut validation_any_exp = validation.clone();
+        validation_any_exp.validate_exp = false;
         let verified = (cfg.verified_cache_entries > 0).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(cfg.verified_cache_entries)
@@ -168,6 +173,7 @@ impl Verifier {
         Verifier {
             key: keys.decoding.clone(),
             validation,
+            validation_any_exp,
             revocations,
             verified,
             leeway: cfg.leeway_seconds as i64,
@@ -234,6 +240,27 @@ impl Verifier {
         self.not_revoked(claims)
     }
 
+    /// Like [`Verifier::verify`], but a token that is only expired is accepted: for logout,
+    /// which must work after any idle time. Forged, revoked or otherwise invalid tokens are
+    /// refused as ever.
+    pub fn verify_even_expired(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {
+        match self.verify(token) {
+            Err(TokenError::Expired) => {
+                let claims = self.check_claims(
+                    jsonwebtoken::decode::<AccessClaims>(
+                        token,
+                        &self.key,
+                        &self.validation_any_exp,
+                    )
+                    .map_err(|e| TokenError::Invalid(format!("{:?}", e.kind())))?
+                    .claims,
+                )?;
+                self.not_revoked(Arc::new(claims))
+            }
+            other => other,
+        }
+    }
+
     fn not_revoked(&self, claims: Arc<AccessClaims>) -> Result<Arc<AccessClaims>, TokenError> {
         if self.revocations.is_revoked(&claims.jti) {
             return Err(TokenError::Revoked(claims.jti.clone()));
@@ -248,7 +275,12 @@ impl Verifier {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 other => TokenError::Invalid(format!("{other:?}")),
             })?;
-        let mut claims = data.claims;
+        self.check_claims(data.claims)
+    }
+
+    /// The rules beyond the JWT library's: an access token with a `sub` and `jti`, and identity
+    /// header values built once.
+    fn check_claims(&self, mut claims: AccessClaims) -> Result<AccessClaims, TokenError> {
         if claims.token_type != "access" {
             return Err(TokenError::Invalid(format!(
                 "type is {:?}, not \"access\"",
@@ -487,6 +519,38 @@ mod tests {
         );
         assert!(v.verify(&fine).is_ok());
         assert!(matches!(v.cached(&fine), Some(Ok(_))));
+    }
+
+    #[test]
+    fn logout_accepts_an_expired_token_only_when_it_is_ours_and_not_revoked() {
+        let v = verifier();
+        let mut old = claims();
+        old["exp"] = json!(now() - 3600);
+        old["iat"] = json!(now() - 7200);
+        old["jti"] = json!("old-one");
+        let expired = sign(jsonwebtoken::Algorithm::HS256, &old);
+        assert_eq!(v.verify(&expired).unwrap_err(), TokenError::Expired);
+        assert_eq!(v.verify_even_expired(&expired).unwrap().jti, "old-one");
+        let forged = encode(
+            &Header::new(jsonwebtoken::Algorithm::HS256),
+            &old,
+            &EncodingKey::from_secret(b"another-secret-another-secret-000"),
+        )
+        .unwrap();
+        assert!(matches!(
+            v.verify_even_expired(&forged),
+            Err(TokenError::Invalid(_))
+        ));
+        let mut refresh_type = old.clone();
+        refresh_type["type"] = json!("refresh");
+        assert!(v
+            .verify_even_expired(&sign(jsonwebtoken::Algorithm::HS256, &refresh_type))
+            .is_err());
+        v.revocations.revoke("old-one", now() + 60);
+        assert!(matches!(
+            v.verify_even_expired(&expired),
+            Err(TokenError::Revoked(_))
+        ));
     }
 
     #[test]

@@ -66,8 +66,13 @@ impl Seen {
     }
 }
 
-/// A real HTTP/1.1 server on a free port. It answers `200 {"upstream": name, "target": ...}`,
-/// waits `x-test-delay-ms` first when asked, and tunnels bytes back after a `101` for upgrades.
+/// What an upstream answers a request with: status, content type and body; `None` for the
+/// default JSON answer.
+pub type Responder = Arc<dyn Fn(&Seen) -> Option<(u16, &'static str, Vec<u8>)> + Send + Sync>;
+
+/// A real HTTP/1.1 server on a free port. It answers `200 {"upstream": name, "target": ...}`
+/// (or what its [`Responder`] says), waits `x-test-delay-ms` first when asked, and tunnels
+/// bytes back after a `101` for upgrades.
 pub struct Upstream {
     pub name: String,
     pub addr: SocketAddr,
@@ -82,6 +87,11 @@ impl Upstream {
     }
 
     pub async fn start_on(name: &str, addr: SocketAddr) -> Upstream {
+        Self::start_with(name, addr, Arc::new(|_: &Seen| None)).await
+    }
+
+    /// An upstream that answers with `respond` (pages, scripts) where it returns `Some`.
+    pub async fn start_with(name: &str, addr: SocketAddr, respond: Responder) -> Upstream {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -93,7 +103,7 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let conn = tokio::spawn(serve_conn(stream, n.clone(), s.clone()));
+                let conn = tokio::spawn(serve_conn(stream, n.clone(), s.clone(), respond.clone()));
                 c.lock().unwrap().push(conn.abort_handle());
             }
         });
@@ -151,7 +161,12 @@ impl Drop for Upstream {
     }
 }
 
-async fn serve_conn(mut stream: TcpStream, name: String, seen: Arc<Mutex<Vec<Seen>>>) {
+async fn serve_conn(
+    mut stream: TcpStream,
+    name: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    respond: Responder,
+) {
     let mut buf = Vec::new();
     loop {
         let Some(head_end) = read_head(&mut stream, &mut buf).await else {
@@ -191,12 +206,14 @@ async fn serve_conn(mut stream: TcpStream, name: String, seen: Arc<Mutex<Vec<See
         let delay = header("x-test-delay-ms")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0u64);
-        seen.lock().unwrap().push(Seen {
+        let request = Seen {
             method: method.clone(),
             target: target.clone(),
             headers,
             body,
-        });
+        };
+        let custom = respond(&request);
+        seen.lock().unwrap().push(request);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
@@ -208,12 +225,24 @@ async fn serve_conn(mut stream: TcpStream, name: String, seen: Arc<Mutex<Vec<See
             let _ = tokio::io::copy(&mut r, &mut w).await;
             return;
         }
-        let body = json!({"upstream": name, "target": target}).to_string();
-        let resp = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        let (status, content_type, body) = custom.unwrap_or_else(|| {
+            (
+                200,
+                "application/json",
+                json!({"upstream": name, "target": target})
+                    .to_string()
+                    .into_bytes(),
+            )
+        });
+        let mut resp = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             body.len()
-        );
-        if stream.write_all(resp.as_bytes()).await.is_err() {
+        )
+        .into_bytes();
+        if method != "HEAD" {
+            resp.extend_from_slice(&body);
+        }
+        if stream.write_all(&resp).await.is_err() {
             return;
         }
     }
@@ -252,40 +281,54 @@ impl Gateway {
 
     pub async fn start_with(rest: &str, server_extra: &str) -> Gateway {
         for _attempt in 0..3 {
-            let (addr, admin) = (free_addr(), free_addr());
-            let text = format!(
-                "[server]\nlisten = \"{addr}\"\nadmin_listen = \"{admin}\"\nthreads = 1\n{server_extra}\n{}",
-                rest.replace("{secret}", SECRET)
-            );
-            let dir = tempfile::tempdir().unwrap();
-            let cfg = dir.path().join("config.toml");
-            std::fs::write(&cfg, text).unwrap();
-            let log = dir.path().join("authgate.log");
-            let child = Command::new(bin())
-                .args(["run", "-c"])
-                .arg(&cfg)
-                // The default store (sqlite://authgate.db) lands in the test's own folder.
-                .current_dir(dir.path())
-                .env_remove("JWT_SECRET_KEY")
-                .env_remove("AUTHGATE_LOG")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap();
-            let mut gw = Gateway {
-                addr,
-                admin,
-                child,
-                dir,
-                log,
-            };
-            if gw.wait_ready().await {
+            if let Some(gw) = Self::try_start(free_addr(), rest, server_extra).await {
                 return gw;
             }
-            // A port taken between choosing and binding: try other ports.
-            eprintln!("gateway did not start, retrying:\n{}", gw.log());
         }
         panic!("authgate did not start three times");
+    }
+
+    /// On a chosen address (one a fake provider already redirects to).
+    pub async fn start_at(addr: SocketAddr, rest: &str) -> Gateway {
+        Self::try_start(addr, rest, "grace_period_seconds = 1")
+            .await
+            .unwrap_or_else(|| panic!("authgate did not start on {addr}"))
+    }
+
+    async fn try_start(addr: SocketAddr, rest: &str, server_extra: &str) -> Option<Gateway> {
+        let admin = free_addr();
+        let text = format!(
+            "[server]\nlisten = \"{addr}\"\nadmin_listen = \"{admin}\"\nthreads = 1\n{server_extra}\n{}",
+            rest.replace("{secret}", SECRET)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let log = dir.path().join("authgate.log");
+        let child = Command::new(bin())
+            .args(["run", "-c"])
+            .arg(&cfg)
+            // The default store (sqlite://authgate.db) lands in the test's own folder.
+            .current_dir(dir.path())
+            .env_remove("JWT_SECRET_KEY")
+            .env_remove("AUTHGATE_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut gw = Gateway {
+            addr,
+            admin,
+            child,
+            dir,
+            log,
+        };
+        if gw.wait_ready().await {
+            return Some(gw);
+        }
+        // A port taken between choosing and binding: the caller may try other ports.
+        eprintln!("gateway did not start:\n{}", gw.log());
+        None
     }
 
     async fn wait_ready(&mut self) -> bool {
@@ -638,8 +681,19 @@ pub async fn seed_login(gw: &Gateway, fake: &FakeKakao, user: i64) -> Value {
     let back = approve(fake, &login_url, user).await;
     let code = query_param(&back, "code").expect("a code");
     let r = post_callback(gw, &code).await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.log());
     r.json()
+}
+
+impl RawResponse {
+    /// Every `Set-Cookie` value, whole.
+    pub fn set_cookies(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
 }
 
 /// Cookies from `Set-Cookie` headers, as one `Cookie` header value.

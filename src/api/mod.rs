@@ -1,0 +1,403 @@
+//! The gateway's own endpoints under `[auth] prefix` (the seed's `/api/auth` API) and
+//! `/.well-known/jwks.json`, as plain request -> reply functions: no Pingora types, so they run
+//! on the application runtime where the store and the Kakao client live.
+//!
+//! | route | does | file |
+//! |---|---|---|
+//! | `GET  /kakao/login-url` | `{"login_url"}` with a signed `state` (and PKCE when the state will come back) | `login.rs` |
+//! | `GET  /kakao/login?next=` | 302 to Kakao with a state cookie | `login.rs` |
+//! | `GET  /kakao/callback?code&state` | browser flow: state = cookie, tokens as HttpOnly cookies, 302 to `next` | `login.rs` |
+//! | `POST /kakao/callback` | `{"code","state"}` (JSON, form or query) -> the seed's `TokenResponse` | `login.rs` |
+//! | `POST /refresh` | rotates the refresh token; reuse after the grace window revokes the family | `session.rs` |
+//! | `GET  /profile` | the seed's `UserProfileResponse` | `session.rs` |
+//! | `POST /logout` | revokes the access token (store first) and every refresh token of the user | `session.rs` |
+//!
+//! This file holds what they share: the request and reply types, dispatch, and issuing tokens.
+
+mod login;
+mod session;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::cookies;
+use crate::error::GatewayError;
+use crate::metrics::Metrics;
+use crate::providers::kakao::KakaoClient;
+use crate::providers::ProviderError;
+use crate::routes::check_target;
+use crate::store::{Store, User};
+use crate::tokens::jwt::{Issuer, Subject, Verifier};
+use crate::tokens::refresh;
+use crate::tokens::revocation::Revocations;
+use crate::tokens::state::StateSigner;
+
+pub use crate::cookies::cookie;
+
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+/// Largest request body the API reads.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// What the API needs of a request; owned so it can move to the application runtime.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The client reached us over https (directly or through a trusted proxy): cookies get
+    /// `Secure` and `__Host-` names.
+    pub secure: bool,
+}
+
+impl ApiRequest {
+    fn query(&self, key: &str) -> Option<String> {
+        url::form_urlencoded::parse(self.query.as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// One of the gateway's cookies, by the names of this request's scheme.
+    fn cookie(&self, pick: impl Fn(&cookies::Names) -> &'static str) -> Option<&str> {
+        cookie(&self.headers, pick(cookies::names(self.secure))).filter(|c| !c.is_empty())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiReply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ApiReply {
+    fn json(status: u16, body: serde_json::Value) -> ApiReply {
+        ApiReply {
+            status,
+            headers: Vec::new(),
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    fn redirect(location: &str) -> ApiReply {
+        ApiReply {
+            status: 302,
+            headers: vec![("location", location.to_string())],
+            body: b"{}".to_vec(),
+        }
+    }
+
+    fn cookie(mut self, c: String) -> ApiReply {
+        self.headers.push(("set-cookie", c));
+        self
+    }
+
+    pub fn error(e: &GatewayError) -> ApiReply {
+        let p = e.public();
+        ApiReply {
+            status: p.status,
+            headers: e.headers(),
+            body: p.body(),
+        }
+    }
+}
+
+/// New tokens for a user, and how the browser flow stores them.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub access: String,
+    pub refresh: String,
+    pub claims_exp: i64,
+    pub subject: Subject,
+}
+
+/// A rotation several requests wait on (see `session.rs`).
+type InFlight = Arc<tokio::sync::OnceCell<Result<Issued, GatewayError>>>;
+
+pub struct AuthApi {
+    prefix: String,
+    store: Store,
+    kakao: Option<KakaoClient>,
+    issuer: Issuer,
+    verifier: Arc<Verifier>,
+    revocations: Arc<Revocations>,
+    state: StateSigner,
+    require_state: bool,
+    allowed_origins: Vec<String>,
+    access_ttl: i64,
+    refresh_ttl: i64,
+    state_ttl: i64,
+    /// `auth.refresh_reuse_grace_seconds`.
+    reuse_grace: i64,
+    /// Rotations under way, by the presented token's hash: concurrent refreshes of one token
+    /// on this instance share one rotation and its answer.
+    rotating: Mutex<HashMap<String, InFlight>>,
+    jwks: Option<serde_json::Value>,
+    metrics: Arc<Metrics>,
+}
+
+fn now() -> i64 {
+    jsonwebtoken::get_current_timestamp() as i64
+}
+
+/// Where a `next` parameter may send the browser: a same-origin path that is not ambiguous, or
+/// an allowed origin. Anything else lands on `/`.
+pub fn safe_next(next: Option<&str>, allowed_origins: &[String]) -> String {
+    let Some(next) = next else { return "/".into() };
+    if next.starts_with('/') && !next.starts_with("//") && check_target(next.as_bytes()).is_ok() {
+        return next.to_string();
+    }
+    if let Ok(u) = url::Url::parse(next) {
+        let origin = u.origin().ascii_serialization();
+        if allowed_origins.contains(&origin)
+            && u.username().is_empty()
+            && u.password().is_none()
+            && check_target(&next.as_bytes()[origin.len().min(next.len())..])
+                .is_ok_and(|_| next[origin.len()..].starts_with('/'))
+        {
+            return next.to_string();
+        }
+    }
+    "/".into()
+}
+
+impl AuthApi {
+    pub fn new(
+        cfg: &Config,
+        store: Store,
+        verifier: Arc<Verifier>,
+        revocations: Arc<Revocations>,
+        metrics: Arc<Metrics>,
+    ) -> Result<AuthApi, reqwest::Error> {
+        let keys = cfg.jwt.keys.as_ref().expect("validated config has keys");
+        Ok(AuthApi {
+            prefix: cfg.auth.prefix.clone(),
+            kakao: cfg
+                .kakao
+                .clone()
+                .map(|k| KakaoClient::new(k, metrics.provider_duration.clone()))
+                .transpose()?,
+            metrics,
+            store,
+            issuer: Issuer::new(&cfg.jwt),
+            verifier,
+            revocations,
+            state: StateSigner::new(&keys.state_key),
+            require_state: cfg.auth.require_state,
+            allowed_origins: cfg.auth.allowed_redirect_origins.clone(),
+            access_ttl: cfg.jwt.access_ttl_minutes as i64 * 60,
+            refresh_ttl: cfg.jwt.refresh_ttl_days as i64 * 86_400,
+            state_ttl: cfg.auth.state_ttl_seconds as i64,
+            reuse_grace: cfg.auth.refresh_reuse_grace_seconds as i64,
+            rotating: Mutex::new(HashMap::new()),
+            jwks: keys.jwk.as_ref().map(|k| json!({"keys": [k]})),
+        })
+    }
+
+    /// True for every path this module answers (the proxy sends them here, never upstream),
+    /// in any ASCII case like route prefixes: `/API/AUTH/x` is ours too (and unknown, 404),
+    /// never an upstream's.
+    pub fn owns(&self, path: &str) -> bool {
+        path.eq_ignore_ascii_case(JWKS_PATH)
+            || crate::routes::prefix_matches_ignore_case(&self.prefix, path)
+    }
+
+    pub async fn handle(&self, req: ApiRequest) -> ApiReply {
+        let outcome = self.route(&req).await;
+        if req.path.ends_with("/kakao/callback")
+            && !matches!(
+                outcome,
+                Err(GatewayError::NoRoute | GatewayError::MethodNotAllowed(_))
+            )
+        {
+            let result = match &outcome {
+                Ok(_) => "success",
+                Err(GatewayError::Provider(ProviderError::LoginFailed(_))) => "login_failed",
+                Err(GatewayError::Provider(ProviderError::Unavailable(_))) => {
+                    "provider_unavailable"
+                }
+                Err(GatewayError::Provider(ProviderError::Timeout)) => "provider_timeout",
+                Err(GatewayError::InvalidState) => "invalid_state",
+                Err(GatewayError::Store(_)) => "store_unavailable",
+                Err(_) => "bad_request",
+            };
+            self.metrics
+                .logins
+                .with_label_values(&["kakao", result])
+                .inc();
+        }
+        match outcome {
+            Ok(reply) => reply,
+            Err(e) => {
+                match &e {
+                    GatewayError::Store(_)
+                    | GatewayError::Provider(ProviderError::Unavailable(_)) => {
+                        tracing::warn!(path = %req.path, error = %e, "auth endpoint failed")
+                    }
+                    _ => tracing::info!(path = %req.path, error = %e, "auth endpoint refused"),
+                }
+                let mut reply = ApiReply::error(&e);
+                // A logout that could not act still ends the browser session.
+                if req.path.ends_with("/logout") && req.method == Method::POST {
+                    for c in Self::clear_cookies(req.secure) {
+                        reply = reply.cookie(c);
+                    }
+                }
+                reply
+            }
+        }
+    }
+
+    async fn route(&self, req: &ApiRequest) -> Result<ApiReply, GatewayError> {
+        if req.path == JWKS_PATH {
+            return match (&req.method, &self.jwks) {
+                (&Method::GET, Some(jwks)) => Ok(ApiReply::json(200, jwks.clone())),
+                (_, None) => Err(GatewayError::NoRoute),
+                _ => Err(GatewayError::MethodNotAllowed("GET".into())),
+            };
+        }
+        // Owned in any case, answered only in ours: `/API/AUTH/refresh` is unknown here.
+        let Some(sub) = req.path.strip_prefix(self.prefix.as_str()) else {
+            return Err(GatewayError::NoRoute);
+        };
+        let m = &req.method;
+        match sub {
+            "/kakao/login-url" if m == Method::GET => self.login_url(req),
+            "/kakao/login" if m == Method::GET => self.login(req),
+            "/kakao/callback" if m == Method::GET => self.browser_callback(req).await,
+            "/kakao/callback" if m == Method::POST => self.json_callback(req).await,
+            "/refresh" if m == Method::POST => self.refresh(req).await,
+            "/profile" if m == Method::GET => self.profile(req).await,
+            "/logout" if m == Method::POST => self.logout(req).await,
+            "/kakao/login-url" | "/kakao/login" | "/profile" => {
+                Err(GatewayError::MethodNotAllowed("GET".into()))
+            }
+            "/kakao/callback" => Err(GatewayError::MethodNotAllowed("GET, POST".into())),
+            "/refresh" | "/logout" => Err(GatewayError::MethodNotAllowed("POST".into())),
+            _ => Err(GatewayError::NoRoute),
+        }
+    }
+
+    fn token_response(&self, issued: &Issued) -> ApiReply {
+        ApiReply::json(
+            200,
+            json!({
+                "access_token": issued.access,
+                "refresh_token": issued.refresh,
+                "token_type": "Bearer",
+                "expires_in": self.access_ttl,
+            }),
+        )
+    }
+
+    /// The session as `Set-Cookie` values.
+    fn session_cookies(&self, issued: &Issued, secure: bool) -> [String; 2] {
+        let names = cookies::names(secure);
+        // The access cookie outlives its JWT so an expired one can trigger a transparent refresh.
+        [
+            cookies::set_cookie(names.access, &issued.access, self.refresh_ttl, secure),
+            cookies::set_cookie(names.refresh, &issued.refresh, self.refresh_ttl, secure),
+        ]
+    }
+
+    /// Cookies that end the browser session.
+    fn clear_cookies(secure: bool) -> [String; 2] {
+        let names = cookies::names(secure);
+        [
+            cookies::set_cookie(names.access, "", 0, secure),
+            cookies::set_cookie(names.refresh, "", 0, secure),
+        ]
+    }
+
+    fn subject(user: &User) -> Subject {
+        Subject {
+            user_id: user.id,
+            username: user.username.clone(),
+            email: user.email.clone(),
+            nickname: Some(user.nickname.clone()).filter(|n| !n.is_empty()),
+            provider: user.provider.clone(),
+        }
+    }
+
+    fn sign(&self, subject: Subject, refresh: String) -> Result<Issued, GatewayError> {
+        let (access, claims_exp) = self
+            .issuer
+            .issue_access(&subject)
+            .map_err(|e| GatewayError::Internal(format!("signing failed: {e}")))?;
+        self.metrics
+            .tokens_issued
+            .with_label_values(&["access"])
+            .inc();
+        self.metrics
+            .tokens_issued
+            .with_label_values(&["refresh"])
+            .inc();
+        Ok(Issued {
+            access,
+            refresh,
+            claims_exp,
+            subject,
+        })
+    }
+
+    /// A new session: the refresh token is stored before anything is handed out.
+    async fn issue_for(&self, user: &User) -> Result<Issued, GatewayError> {
+        let (token, hash) = refresh::new_refresh_token();
+        let t = now();
+        self.store
+            .insert_refresh(
+                &hash,
+                user.id,
+                &refresh::new_family(),
+                t,
+                t + self.refresh_ttl,
+            )
+            .await?;
+        self.sign(Self::subject(user), token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_only_allows_same_origin_paths_and_listed_origins() {
+        let allowed = vec!["https://app.example".to_string()];
+        for ok in ["/", "/dashboard", "/a/b?tab=1&x=%2F"] {
+            assert_eq!(safe_next(Some(ok), &allowed), ok, "{ok}");
+        }
+        assert_eq!(
+            safe_next(Some("https://app.example/home"), &allowed),
+            "https://app.example/home"
+        );
+        for bad in [
+            "//evil.example",
+            "//evil.example/x",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "https://evil.example",
+            "https://app.example.evil.example/",
+            "https://app.example@evil.example/",
+            "https://user@app.example/x",
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "/%2F%2Fevil.example",
+            "/%5Cevil.example",
+            "/a/../../evil",
+            "/\t/evil.example",
+            "/x\r\nSet-Cookie: a=b",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad), &allowed), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None, &allowed), "/");
+    }
+}

@@ -1,0 +1,218 @@
+//! A session once it exists: refresh-token rotation (shared by `POST /refresh` and the proxy's
+//! transparent cookie refresh), the profile, and logout.
+//!
+//! Rotation with reuse detection, made to survive real browsers: a refresh token presented
+//! again within `auth.refresh_reuse_grace_seconds` of its rotation (five tabs loading at once,
+//! an answer the browser never received) gets a new pair in the same family; only a reuse after
+//! the window is theft and revokes the family. On one instance, concurrent refreshes of one
+//! token share a single rotation and its answer.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{now, ApiReply, ApiRequest, AuthApi, InFlight, Issued};
+use crate::error::GatewayError;
+use crate::store::Rotation;
+use crate::tokens::jwt::{AccessClaims, TokenError, Verifier};
+use crate::tokens::refresh;
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+/// Logout's optional body: the seed's client sends none (or `{}`), others may name the refresh
+/// token to end.
+#[derive(Deserialize, Default)]
+struct LogoutBody {
+    refresh_token: Option<String>,
+}
+
+impl AuthApi {
+    /// Rotates a presented refresh token; concurrent calls with the same token on this
+    /// instance wait for one rotation and all get its tokens.
+    pub async fn rotate(&self, presented: &str) -> Result<Issued, GatewayError> {
+        if presented.is_empty() || presented.len() > 256 {
+            return Err(GatewayError::InvalidRefreshToken("malformed"));
+        }
+        let hash = refresh::hash(presented);
+        // Without a grace window every presentation after the first is reuse, concurrent or not.
+        if self.reuse_grace == 0 {
+            return self.rotate_once(&hash).await;
+        }
+        let cell: InFlight = self
+            .rotating
+            .lock()
+            .expect("rotation map")
+            .entry(hash.clone())
+            .or_default()
+            .clone();
+        let outcome = cell.get_or_init(|| self.rotate_once(&hash)).await.clone();
+        let mut rotating = self.rotating.lock().expect("rotation map");
+        if rotating.get(&hash).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            rotating.remove(&hash);
+        }
+        outcome
+    }
+
+    async fn rotate_once(&self, hash: &str) -> Result<Issued, GatewayError> {
+        let (token, new_hash) = refresh::new_refresh_token();
+        let t = now();
+        let user_id = match self
+            .store
+            .rotate_refresh(hash, &new_hash, t, t + self.refresh_ttl, self.reuse_grace)
+            .await?
+        {
+            Rotation::Rotated { user_id } => user_id,
+            Rotation::RotatedInGrace { user_id } => {
+                self.metrics.refresh_reuse_in_grace.inc();
+                tracing::info!(
+                    user_id,
+                    "refresh token presented again within the grace window"
+                );
+                user_id
+            }
+            Rotation::Reused { user_id } => {
+                self.metrics.refresh_reuse.inc();
+                tracing::warn!(user_id, "refresh token reused: its whole family is revoked");
+                return Err(GatewayError::InvalidRefreshToken("reused"));
+            }
+            Rotation::Invalid => {
+                return Err(GatewayError::InvalidRefreshToken(
+                    "unknown, expired or revoked",
+                ))
+            }
+        };
+        let user = self
+            .store
+            .user(user_id)
+            .await?
+            .ok_or(GatewayError::InvalidRefreshToken("user gone"))?;
+        self.sign(Self::subject(&user), token)
+    }
+
+    /// For the proxy: a rotated session as verified claims and `Set-Cookie` values.
+    pub async fn refresh_cookies(
+        &self,
+        presented: &str,
+        secure: bool,
+    ) -> Result<(Arc<AccessClaims>, Vec<String>), GatewayError> {
+        let issued = self.rotate(presented).await?;
+        let claims = self.verifier.verify(&issued.access)?;
+        Ok((claims, self.session_cookies(&issued, secure).into()))
+    }
+
+    pub(super) async fn refresh(&self, req: &ApiRequest) -> Result<ApiReply, GatewayError> {
+        let body: RefreshBody = serde_json::from_slice(&req.body).map_err(|_| {
+            GatewayError::BadRequest("expected {\"refresh_token\": \"...\"}".into())
+        })?;
+        let issued = self.rotate(&body.refresh_token).await?;
+        Ok(self.token_response(&issued))
+    }
+
+    /// The caller's access token: `Authorization: Bearer`, else the access cookie.
+    fn caller_token<'r>(&self, req: &'r ApiRequest) -> Result<Option<&'r str>, GatewayError> {
+        let values = req
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes());
+        Ok(match Verifier::bearer(values)? {
+            Some(t) => Some(t),
+            None => req.cookie(|n| n.access),
+        })
+    }
+
+    pub(super) async fn profile(&self, req: &ApiRequest) -> Result<ApiReply, GatewayError> {
+        let token = self.caller_token(req)?.ok_or(TokenError::Missing)?;
+        let claims = self.verifier.verify(token)?;
+        let id: i64 = claims
+            .sub
+            .parse()
+            .map_err(|_| TokenError::Invalid("sub is not a user id".into()))?;
+        let user = self
+            .store
+            .user(id)
+            .await?
+            .ok_or_else(|| TokenError::Invalid("no such user".into()))?;
+        let created_at = time::OffsetDateTime::from_unix_timestamp(user.created_at)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        Ok(ApiReply::json(
+            200,
+            json!({
+                "id": user.id,
+                "username": user.username,
+                "email": user.email.unwrap_or_default(),
+                "nickname": user.nickname,
+                "profile_image": user.profile_image,
+                "is_social_user": true,
+                "social_provider": user.provider,
+                "created_at": created_at,
+            }),
+        ))
+    }
+
+    /// Ends the session for good, whatever state the browser is in: an access token that is
+    /// valid, or only expired (a browser idle past `access_ttl_minutes`), identifies the user;
+    /// so does a refresh token (cookie or `{"refresh_token"}`). Every refresh token of that
+    /// user is revoked, and a live access token too (durably first: 200 means it survives a
+    /// restart). The clearing cookies go with every answer, refusals included.
+    pub(super) async fn logout(&self, req: &ApiRequest) -> Result<ApiReply, GatewayError> {
+        let access = match self.caller_token(req) {
+            Ok(Some(token)) => Some(self.verifier.verify_even_expired(token)),
+            Ok(None) => None,
+            Err(e) => Some(Err(match e {
+                GatewayError::Token(t) => t,
+                _ => TokenError::NotBearer,
+            })),
+        };
+        let body: LogoutBody = if req.body.is_empty() {
+            LogoutBody::default()
+        } else {
+            serde_json::from_slice(&req.body).unwrap_or_default()
+        };
+        let refresh = body
+            .refresh_token
+            .filter(|t| !t.is_empty() && t.len() <= 256)
+            .or_else(|| req.cookie(|n| n.refresh).map(str::to_string));
+        let t = now();
+        let user_id = match access {
+            Some(Ok(claims)) => {
+                let user_id = claims.sub.parse::<i64>().ok();
+                // Even an expired one: within the leeway it would still pass.
+                self.store
+                    .revoke_access(&claims.jti, user_id, claims.exp, t)
+                    .await?;
+                self.revocations.revoke(&claims.jti, claims.exp);
+                self.metrics
+                    .revoked_tokens
+                    .set(self.revocations.len() as i64);
+                user_id
+            }
+            // A refused access token (forged, revoked) is no identity; a refresh token may be.
+            Some(Err(e)) => match &refresh {
+                Some(r) => self.store.refresh_owner(&refresh::hash(r), t).await?,
+                None => return Err(e.into()),
+            },
+            None => match &refresh {
+                Some(r) => self.store.refresh_owner(&refresh::hash(r), t).await?,
+                None => return Err(TokenError::Missing.into()),
+            },
+        };
+        if let Some(id) = user_id {
+            self.store.revoke_user_refresh(id, t).await?;
+        }
+        let mut reply = ApiReply::json(200, json!({"message": "Logged out."}));
+        for c in Self::clear_cookies(req.secure) {
+            reply = reply.cookie(c);
+        }
+        Ok(reply)
+    }
+}

@@ -118,23 +118,57 @@ pub fn new_request_id() -> http::HeaderValue {
     thread_local! {
         static NEXT: Cell<(u64, u64)> = Cell::new((rand::random(), 0));
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let (prefix, count) = NEXT.with(|n| {
         let (prefix, count) = n.get();
         n.set((prefix, count.wrapping_add(1)));
         (prefix, count)
     });
-    let n = (u128::from(prefix) << 64) | u128::from(count);
     let mut hex = [0u8; 32];
-    for (i, digit) in hex.iter_mut().enumerate() {
-        *digit = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    for (half, word) in [prefix, count].into_iter().enumerate() {
+        for (i, byte) in word.to_be_bytes().into_iter().enumerate() {
+            let at = half * 16 + i * 2;
+            hex[at..at + 2].copy_from_slice(&HEX_PAIRS[byte as usize]);
+        }
     }
     http::HeaderValue::from_bytes(&hex).expect("hex digits are a valid header value")
 }
 
-/// An address as a header value, formatted on the stack (IPv4 by hand: `Display` costs more
-/// than the rest of the header rewrite).
+/// Each byte as two lower-case hex digits.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = [HEX[b >> 4], HEX[b & 0xf]];
+        b += 1;
+    }
+    t
+};
+
+/// An address as a header value. The last one formatted on each thread is kept: a keep-alive
+/// connection, or a trusted proxy, sends request after request from one address, and a clone
+/// only counts a reference where formatting and copying cost more than the rest of the header
+/// rewrite.
 pub fn ip_header_value(ip: IpAddr) -> http::HeaderValue {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<Option<(IpAddr, http::HeaderValue)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((cached, value)) if *cached == ip => value.clone(),
+            _ => {
+                let value = format_ip(ip);
+                *last = Some((ip, value.clone()));
+                value
+            }
+        }
+    })
+}
+
+/// An address formatted on the stack (IPv4 by hand: `Display` costs more).
+fn format_ip(ip: IpAddr) -> http::HeaderValue {
     use std::io::Write;
     if let IpAddr::V4(v4) = ip {
         let mut buf = [0u8; 15];

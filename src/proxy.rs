@@ -173,10 +173,11 @@ impl Gateway {
             ),
         };
         // A browser attaches cookies to cross-site requests too: a write authenticated by
-        // them must come from a page of ours (bearer tokens are never sent by themselves).
+        // them, or a WebSocket (a GET, but one that opens a two-way channel), must come from a
+        // page of ours (bearer tokens are never sent by themselves).
         if from_cookie
             && token.is_some()
-            && !req.method.is_safe()
+            && (!req.method.is_safe() || req.headers.contains_key(http::header::UPGRADE))
             && !self.same_origin(req, ctx.secure)
         {
             return Err(GatewayError::CsrfRejected);
@@ -430,12 +431,17 @@ impl ProxyHttp for Gateway {
         let client_ip = client.ip;
         ctx.client_ip = Some(client_ip);
         ctx.forwarded_for = Some(client.forwarded_for);
+        // The scheme the nearest trusted proxy reports: the last value of the last header (one
+        // further left came from further away, possibly from the client itself).
         ctx.secure = ctx.peer_trusted
             && session
                 .req_header()
                 .headers
-                .get(&X_FORWARDED_PROTO)
-                .is_some_and(|v| v.as_bytes() == b"https");
+                .get_all(&X_FORWARDED_PROTO)
+                .iter()
+                .next_back()
+                .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"https"));
         let key = identity::rate_key(client_ip);
         let admitted = self.admit(session, ctx, key).await;
         // Limits: the auth endpoints per IP; a verified user per `sub`; everyone else per IP:
@@ -616,8 +622,16 @@ impl ProxyHttp for Gateway {
         if let Some(id) = &ctx.request_id {
             resp.insert_header("X-Request-Id", id.clone())?;
         }
-        for c in ctx.set_cookies.drain(..) {
-            resp.append_header("set-cookie", c)?;
+        // Browsers ignore cookies on informational answers (100 Continue, 103 Early Hints): a
+        // rotation goes with the final one (or the 101 of an upgrade), and is never cached.
+        if !ctx.set_cookies.is_empty()
+            && (!resp.status.is_informational()
+                || resp.status == http::StatusCode::SWITCHING_PROTOCOLS)
+        {
+            for c in ctx.set_cookies.drain(..) {
+                resp.append_header("set-cookie", c)?;
+            }
+            resp.insert_header("cache-control", "private, no-store")?;
         }
         if let (Some(started), Some(route)) = (ctx.upstream_started, ctx.route) {
             let upstream = self.router.routes()[route].upstream_index;
@@ -773,7 +787,7 @@ fn strip_session_cookies(up: &mut RequestHeader) -> Result<()> {
 /// target's authority when there is no `Host` (HTTP/2). A request without one is refused (RFC
 /// 9112 §3.2): an upstream would serve its default virtual host, which a host route cannot
 /// protect. So are two `Host` headers: the upstream might read the other one.
-fn request_host(req: &RequestHeader) -> Result<&str, GatewayError> {
+fn request_host(req: &RequestHeader) -> Result<&[u8], GatewayError> {
     let mut hosts = req.headers.get_all(http::header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (Some(h), None) => Ok(check_host(h.as_bytes())?),

@@ -336,7 +336,7 @@ impl Router {
     /// admit the request or refuse it with [`Miss::MethodNotAllowed`].
     pub fn find(
         &self,
-        host: Option<&str>,
+        host: Option<&[u8]>,
         path: &str,
         method: &http::Method,
     ) -> Result<(usize, &Route), Miss> {
@@ -346,9 +346,9 @@ impl Router {
             .enumerate()
             .find(|(_, r)| {
                 route_prefix_matches(r, path)
-                    && r.host
-                        .as_deref()
-                        .is_none_or(|h| host.is_some_and(|rh| rh.eq_ignore_ascii_case(h)))
+                    && r.host.as_deref().is_none_or(|h| {
+                        host.is_some_and(|rh| rh.eq_ignore_ascii_case(h.as_bytes()))
+                    })
             })
             .ok_or(Miss::NotFound)?;
         if route.methods.is_empty() || route.methods.contains(method) {
@@ -393,7 +393,7 @@ pub fn prefix_matches_ignore_case(prefix: &str, path: &str) -> bool {
 /// both must take the same route; anything an upstream could read as yet another name (empty
 /// labels such as `admin..example`, a leading dot, characters outside host names) is refused,
 /// as nginx refuses it.
-pub fn check_host(host: &[u8]) -> Result<&str, TargetError> {
+pub fn check_host(host: &[u8]) -> Result<&[u8], TargetError> {
     let bad = Err(TargetError::BadHost);
     if host.is_empty() || host.len() > 260 {
         return bad;
@@ -441,7 +441,7 @@ pub fn check_host(host: &[u8]) -> Result<&str, TargetError> {
         }
         name
     };
-    Ok(std::str::from_utf8(name).expect("checked ASCII"))
+    Ok(name)
 }
 
 /// Bytes of a host name: letters, digits, `-`, `_` and `.`.
@@ -560,7 +560,7 @@ mod tests {
         }
     }
 
-    fn host(h: &str) -> Option<&str> {
+    fn host(h: &str) -> Option<&[u8]> {
         Some(check_host(h.as_bytes()).unwrap())
     }
 
@@ -577,7 +577,7 @@ mod tests {
             |_| 0,
         );
         let get = http::Method::GET;
-        let name = |host: Option<&str>, path: &str, m: &http::Method| {
+        let name = |host: Option<&[u8]>, path: &str, m: &http::Method| {
             router.find(host, path, m).map(|(_, r)| r.name.as_str())
         };
         assert_eq!(name(None, "/api", &get), Ok("api"));
@@ -664,7 +664,7 @@ mod tests {
             ("[2001:db8::1]", "[2001:db8::1]"),
             ("my_host.internal", "my_host.internal"),
         ] {
-            assert_eq!(check_host(raw.as_bytes()), Ok(name), "{raw}");
+            assert_eq!(check_host(raw.as_bytes()), Ok(name.as_bytes()), "{raw}");
         }
         for bad in [
             "",

@@ -21,7 +21,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::routes::Router;
-use crate::store::{Store, StoreError, SYNC_OVERLAP};
+use crate::store::{Store, StoreError};
 use crate::tokens::jwt::Verifier;
 use crate::tokens::revocation::Revocations;
 use crate::upstreams::Upstream;
@@ -41,10 +41,10 @@ fn unix_now() -> i64 {
     jsonwebtoken::get_current_timestamp() as i64
 }
 
-/// Loads every unexpired revocation; returns where the sync starts: the store's clock read
-/// *before* loading, less the overlap, so a row committed during the load is read by the sync.
+/// Loads every revocation that can still matter; returns the sync point taken *before* loading,
+/// so whatever commits during the load is read by the sync (see `store/revocations.rs`).
 async fn load_revocations(store: &Store, revocations: &Revocations) -> Result<i64, StoreError> {
-    let started_ms = store.now_ms().await?;
+    let point = store.sync_point().await?;
     let mut cursor = 0;
     loop {
         let rows = store.revocations_since(cursor, unix_now()).await?;
@@ -55,20 +55,14 @@ async fn load_revocations(store: &Store, revocations: &Revocations) -> Result<i6
         }
     }
     tracing::info!(revoked = revocations.len(), "revocations loaded");
-    Ok(started_ms - SYNC_OVERLAP.as_millis() as i64)
+    Ok(point)
 }
 
-/// One sync pass: every unexpired revocation the store recorded since `since_ms`, paged.
-async fn read_window(
-    store: &Store,
-    revocations: &Revocations,
-    since_ms: i64,
-) -> Result<(), StoreError> {
+/// One sync pass: every revocation from sync point `point` on, paged.
+async fn read_from(store: &Store, revocations: &Revocations, point: i64) -> Result<(), StoreError> {
     let mut after_id = 0;
     loop {
-        let rows = store
-            .revocations_recorded_since(since_ms, after_id, unix_now())
-            .await?;
+        let rows = store.revocations_from(point, after_id, unix_now()).await?;
         let Some(last) = rows.last() else {
             return Ok(());
         };
@@ -80,20 +74,13 @@ async fn read_window(
 }
 
 /// Every second, picks up revocations written by other instances (or by this one); every hour,
-/// prunes rows nobody can use any more.
-///
-/// Completeness: a cursor on row ids misses rows on PostgreSQL, which assigns an id at insert
-/// but shows the row at commit, so a row with a smaller id can appear after a larger one was
-/// read. So each tick re-reads everything the store *recorded* (its own clock, `recorded_ms`)
-/// since its previous read began, less [`SYNC_OVERLAP`]. A revocation is a single bounded
-/// statement ([`crate::store::MAX_REVOCATION_WRITE`], well inside the overlap) that reads the
-/// clock while it runs, so it is visible before the overlap has passed and one of the re-reads
-/// sees it; inserting into the set again is harmless. Store outages only delay it: the window
-/// starts where the last successful read began.
+/// prunes rows nobody can use any more. Each pass takes a new sync point before it reads from
+/// the previous one, so no revocation is missed however late it commits (`store/revocations.rs`
+/// explains why). Store outages only delay it: it resumes from the last point it read from.
 async fn sync_revocations(
     store: Store,
     revocations: Arc<Revocations>,
-    mut since_ms: i64,
+    mut point: i64,
     metrics: Arc<Metrics>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -108,17 +95,17 @@ async fn sync_revocations(
             metrics.revoked_tokens.set(revocations.purge() as i64);
         }
         let pass = async {
-            let read_at = store.now_ms().await?;
-            read_window(&store, &revocations, since_ms).await?;
-            Ok::<_, StoreError>(read_at)
+            let next = store.sync_point().await?;
+            read_from(&store, &revocations, point).await?;
+            Ok::<_, StoreError>(next)
         };
         match pass.await {
-            Ok(read_at) => {
+            Ok(next) => {
                 if failing {
                     tracing::info!("store reachable again: revocation sync resumed");
                     failing = false;
                 }
-                since_ms = read_at - SYNC_OVERLAP.as_millis() as i64;
+                point = next;
                 metrics.revoked_tokens.set(revocations.len() as i64);
             }
             Err(e) if !failing => {
@@ -225,14 +212,14 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
             )
         })?;
     // Refusing to start beats starting without the revocations: a revoked token would pass.
-    let since_ms = app
+    let sync_point = app
         .block_on(load_revocations(&store, &revocations))
         .context("loading revoked tokens")?;
     let metrics = Arc::new(Metrics::new());
     app.spawn(sync_revocations(
         store.clone(),
         revocations.clone(),
-        since_ms,
+        sync_point,
         metrics.clone(),
     ));
     let api = AuthApi::new(

@@ -350,3 +350,177 @@ async fn a_burst_of_logouts_on_two_instances_is_seen_by_both_within_two_seconds(
         &passed[..passed.len().min(10)]
     );
 }
+
+/// A WebSocket is a GET, but a two-way channel: authenticated by the cookie, it must come from a
+/// page of ours (cross-site WebSocket hijacking).
+#[tokio::test]
+async fn cookie_authenticated_websockets_need_a_same_origin_page() {
+    let (gw, fake, up, _db) = login_setup("", "").await;
+    let (jar, _) = browser_login(&gw, &fake, &[]).await;
+    let upgrade = |origin: &'static str| {
+        let (gw, jar) = (&gw, jar.clone());
+        async move {
+            let req = format!(
+                "GET /api/socket HTTP/1.1\r\nHost: gateway.test\r\nConnection: Upgrade\r\n\
+                 Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\nCookie: {jar}\r\n\r\n"
+            );
+            let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
+                .await
+                .unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio::io::AsyncReadExt::read(&mut s, &mut buf),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            parse_response(&buf[..n])
+        }
+    };
+    upgrade("http://sibling.gateway.test")
+        .await
+        .assert_gateway_error(403, "CSRF_REJECTED");
+    assert_eq!(up.count(), 0);
+    assert_eq!(upgrade("http://gateway.test").await.status, 101);
+}
+
+/// Behind a chain of trusted proxies the scheme is the nearest one's: the last value.
+#[tokio::test]
+async fn the_scheme_is_the_nearest_trusted_proxys() {
+    let (gw, _fake, _up, _db) = login_setup("", "trusted_proxies = [\"127.0.0.1/32\"]").await;
+    let state_cookie = |proto: &'static str| {
+        let gw = &gw;
+        async move {
+            let r = gw
+                .get("/api/auth/kakao/login-url", &[("X-Forwarded-Proto", proto)])
+                .await;
+            r.set_cookies()[0].split('=').next().unwrap().to_string()
+        }
+    };
+    assert_eq!(state_cookie("https").await, "__Host-authgate_state");
+    assert_eq!(state_cookie("http, https").await, "__Host-authgate_state");
+    assert_eq!(state_cookie("HTTPS").await, "__Host-authgate_state");
+    assert_eq!(state_cookie("https, http").await, "authgate_state");
+    assert_eq!(state_cookie("ftp").await, "authgate_state");
+}
+
+/// A logout that only has a refresh token ends that session, not the user's others.
+#[tokio::test]
+async fn a_logout_by_refresh_token_ends_only_its_own_session() {
+    let (gw, fake, _up, _db) = login_setup("", "").await;
+    let laptop = seed_login_with_state(&gw, &fake).await;
+    let phone = seed_login_with_state(&gw, &fake).await;
+    let r = gw
+        .send(&json_post(
+            "/api/auth/logout",
+            &json!({ "refresh_token": laptop["refresh_token"] }),
+            &[],
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    post_refresh(&gw, laptop["refresh_token"].as_str().unwrap())
+        .await
+        .assert_gateway_error(400, "INVALID_REFRESH_TOKEN");
+    assert_eq!(
+        post_refresh(&gw, phone["refresh_token"].as_str().unwrap())
+            .await
+            .status,
+        200,
+        "the phone's session goes on"
+    );
+    // An access token too old to have come with any live refresh token identifies nobody.
+    let mut ancient = claims();
+    ancient["sub"] = json!("1");
+    ancient["exp"] = json!(now() - 8 * 86_400);
+    post_logout(&gw, &bearer(&hs256(&ancient)))
+        .await
+        .assert_gateway_error(401, "TOKEN_EXPIRED");
+}
+
+/// Rotated cookies never ride on an informational answer, which browsers ignore: an upstream
+/// that sends 103 Early Hints before its answer still hands the browser its new session.
+#[tokio::test]
+async fn rotated_cookies_skip_informational_answers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let early_hints = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n\
+                          HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    let fake = fake_kakao(&[REDIRECT_URI]).await;
+    let db = tempfile::tempdir().unwrap();
+    let up = Upstream::start("unused").await;
+    let config = login_config(
+        &fake,
+        &up,
+        &sqlite_url(db.path()),
+        "refresh_reuse_grace_seconds = 0",
+        "",
+    )
+    .replace(&up.addr.to_string(), &early_hints.to_string());
+    let gw = Gateway::start(&config).await;
+    let (jar, _) = browser_login(&gw, &fake, &[]).await;
+    let refresh = jar
+        .split("; ")
+        .find(|c| c.starts_with("authgate_refresh="))
+        .unwrap()
+        .to_string();
+    let expired = format!("authgate_access={}; {refresh}", expired_for_ryan());
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "GET /web/page HTTP/1.1\r\nHost: gateway.test\r\nAccept: text/html\r\n\
+             Cookie: {expired}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut all))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&all).into_owned();
+    let final_start = text
+        .find("HTTP/1.1 200")
+        .unwrap_or_else(|| panic!("{text}"));
+    let (informational, answer) = text.split_at(final_start);
+    assert!(informational.starts_with("HTTP/1.1 103"), "{text}");
+    assert!(
+        !informational.to_ascii_lowercase().contains("set-cookie"),
+        "{text}"
+    );
+    let answer = parse_response(answer.as_bytes());
+    assert!(
+        answer
+            .set_cookies()
+            .iter()
+            .any(|c| c.starts_with("authgate_refresh=") && !c.starts_with(&refresh)),
+        "{text}"
+    );
+    assert_eq!(answer.header("cache-control"), Some("private, no-store"));
+}

@@ -135,6 +135,9 @@ pub struct AuthApi {
     state_ttl: i64,
     /// `auth.refresh_reuse_grace_seconds`.
     reuse_grace: i64,
+    /// Derives a refresh token's successor (`tokens::refresh::successor`); from the signing
+    /// key, so every instance with the same key derives the same.
+    successor_key: Vec<u8>,
     /// Rotations under way, by the presented token's hash: concurrent refreshes of one token
     /// on this instance share one rotation and its answer.
     rotating: Mutex<HashMap<String, InFlight>>,
@@ -195,6 +198,7 @@ impl AuthApi {
             refresh_ttl: cfg.jwt.refresh_ttl_days as i64 * 86_400,
             state_ttl: cfg.auth.state_ttl_seconds as i64,
             reuse_grace: cfg.auth.refresh_reuse_grace_seconds as i64,
+            successor_key: keys.state_key.clone(),
             rotating: Mutex::new(HashMap::new()),
             jwks: keys.jwk.as_ref().map(|k| json!({"keys": [k]})),
         })

@@ -40,7 +40,7 @@ impl AuthApi {
         let hash = refresh::hash(presented);
         // Without a grace window every presentation after the first is reuse, concurrent or not.
         if self.reuse_grace == 0 {
-            return self.rotate_once(&hash).await;
+            return self.rotate_once(presented, &hash).await;
         }
         let cell: InFlight = self
             .rotating
@@ -49,7 +49,10 @@ impl AuthApi {
             .entry(hash.clone())
             .or_default()
             .clone();
-        let outcome = cell.get_or_init(|| self.rotate_once(&hash)).await.clone();
+        let outcome = cell
+            .get_or_init(|| self.rotate_once(presented, &hash))
+            .await
+            .clone();
         let mut rotating = self.rotating.lock().expect("rotation map");
         if rotating.get(&hash).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
             rotating.remove(&hash);
@@ -57,8 +60,8 @@ impl AuthApi {
         outcome
     }
 
-    async fn rotate_once(&self, hash: &str) -> Result<Issued, GatewayError> {
-        let (token, new_hash) = refresh::new_refresh_token();
+    async fn rotate_once(&self, presented: &str, hash: &str) -> Result<Issued, GatewayError> {
+        let (token, new_hash) = refresh::successor(&self.successor_key, presented);
         let t = now();
         let user_id = match self
             .store
@@ -159,14 +162,24 @@ impl AuthApi {
         ))
     }
 
-    /// Ends the session for good, whatever state the browser is in: an access token that is
-    /// valid, or only expired (a browser idle past `access_ttl_minutes`), identifies the user;
-    /// so does a refresh token (cookie or `{"refresh_token"}`). Every refresh token of that
-    /// user is revoked, and a live access token too (durably first: 200 means it survives a
-    /// restart). The clearing cookies go with every answer, refusals included.
+    /// Ends the session for good, whatever state the browser is in. An access token that is
+    /// valid, or only expired (a browser idle past `access_ttl_minutes`; signed by us, not
+    /// revoked, and younger than the refresh tokens it could have come with), identifies the
+    /// user: every refresh token of the user is revoked, and the access token too (durably
+    /// first: 200 means it survives a restart). Without one, a refresh token (cookie or
+    /// `{"refresh_token"}`) ends its own session, its family. An unknown or dead refresh token
+    /// is answered like a live one, so logout tells nobody which tokens exist. The clearing
+    /// cookies go with every answer, refusals included (`AuthApi::handle`).
     pub(super) async fn logout(&self, req: &ApiRequest) -> Result<ApiReply, GatewayError> {
+        let t = now();
         let access = match self.caller_token(req) {
-            Ok(Some(token)) => Some(self.verifier.verify_even_expired(token)),
+            Ok(Some(token)) => Some(self.verifier.verify_even_expired(token).and_then(|claims| {
+                if claims.exp + self.refresh_ttl < t {
+                    Err(TokenError::Expired)
+                } else {
+                    Ok(claims)
+                }
+            })),
             Ok(None) => None,
             Err(e) => Some(Err(match e {
                 GatewayError::Token(t) => t,
@@ -182,9 +195,8 @@ impl AuthApi {
             .refresh_token
             .filter(|t| !t.is_empty() && t.len() <= 256)
             .or_else(|| req.cookie(|n| n.refresh).map(str::to_string));
-        let t = now();
-        let user_id = match access {
-            Some(Ok(claims)) => {
+        match (access, refresh) {
+            (Some(Ok(claims)), _) => {
                 let user_id = claims.sub.parse::<i64>().ok();
                 // Even an expired one: within the leeway it would still pass.
                 self.store
@@ -194,20 +206,21 @@ impl AuthApi {
                 self.metrics
                     .revoked_tokens
                     .set(self.revocations.len() as i64);
-                user_id
+                if let Some(id) = user_id {
+                    self.store.revoke_user_refresh(id, t).await?;
+                }
             }
-            // A refused access token (forged, revoked) is no identity; a refresh token may be.
-            Some(Err(e)) => match &refresh {
-                Some(r) => self.store.refresh_owner(&refresh::hash(r), t).await?,
-                None => return Err(e.into()),
-            },
-            None => match &refresh {
-                Some(r) => self.store.refresh_owner(&refresh::hash(r), t).await?,
-                None => return Err(TokenError::Missing.into()),
-            },
-        };
-        if let Some(id) = user_id {
-            self.store.revoke_user_refresh(id, t).await?;
+            // A refused access token (forged, revoked, too old) is no identity; a refresh
+            // token ends its own session.
+            (_, Some(r)) => {
+                if let Some((user_id, family)) =
+                    self.store.refresh_family(&refresh::hash(&r), t).await?
+                {
+                    self.store.revoke_family(user_id, &family, t).await?;
+                }
+            }
+            (Some(Err(e)), None) => return Err(e.into()),
+            (None, None) => return Err(TokenError::Missing.into()),
         }
         let mut reply = ApiReply::json(200, json!({"message": "Logged out."}));
         for c in Self::clear_cookies(req.secure) {

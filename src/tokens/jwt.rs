@@ -192,17 +192,20 @@ impl Verifier {
         if values.next().is_some() {
             return Err(TokenError::Multiple);
         }
-        let text = std::str::from_utf8(first).map_err(|_| TokenError::NotBearer)?;
-        let space = text.bytes().position(|b| b == b' ');
-        let (scheme, token) = text.split_at(space.ok_or(TokenError::NotBearer)?);
-        let token = token.trim();
-        if !scheme.eq_ignore_ascii_case("bearer")
+        // On bytes, with `memchr` for the spaces: this runs on every authenticated request, and
+        // a token is a few hundred bytes.
+        let space = memchr::memchr(b' ', first).ok_or(TokenError::NotBearer)?;
+        let (scheme, token) = first.split_at(space);
+        let token = token.trim_ascii();
+        if !scheme.eq_ignore_ascii_case(b"bearer")
             || token.is_empty()
-            || token.as_bytes().contains(&b' ')
+            || memchr::memchr(b' ', token).is_some()
         {
             return Err(TokenError::NotBearer);
         }
-        Ok(Some(token))
+        std::str::from_utf8(token)
+            .map(Some)
+            .map_err(|_| TokenError::NotBearer)
     }
 
     pub fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {

@@ -20,6 +20,20 @@ pub fn hash(token: &str) -> String {
         .collect()
 }
 
+/// The token that replaces `presented` when it is rotated, and its hash: derived from it with
+/// the server's key (HMAC-SHA-256), so asking again gives the same successor. Within the reuse
+/// grace window a token comes back (parallel page loads, a lost answer) and must not fork its
+/// family into branches reuse detection could not follow; only the server can compute it.
+pub fn successor(key: &[u8], presented: &str) -> (String, String) {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(b"authgate refresh successor\0");
+    mac.update(presented.as_bytes());
+    let token = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    let hash = hash(&token);
+    (token, hash)
+}
+
 /// A new rotation family id.
 pub fn new_family() -> String {
     format!("{:032x}", rand::random::<u128>())
@@ -38,5 +52,18 @@ mod tests {
         assert_eq!(ha.len(), 64);
         assert_eq!(hash(&a), ha);
         assert!(!ha.contains(&a));
+    }
+
+    #[test]
+    fn a_successor_is_fixed_by_the_token_and_the_key() {
+        let (a, _) = new_refresh_token();
+        let (b, _) = new_refresh_token();
+        let (next, next_hash) = successor(b"key one", &a);
+        assert_eq!(successor(b"key one", &a), (next.clone(), next_hash.clone()));
+        assert_eq!(next.len(), 43);
+        assert_eq!(hash(&next), next_hash);
+        assert_ne!(successor(b"key one", &b).0, next);
+        assert_ne!(successor(b"key two", &a).0, next);
+        assert_ne!(next, a);
     }
 }

@@ -6,7 +6,7 @@
 //! # Layout
 //! ```text
 //! main.rs        CLI (clap): run | check | dev; the only place that uses anyhow for output
-//! config.rs      config.toml + seed env vars -> validated Config; every problem at once
+//! config/        config.toml + seed env vars -> validated Config; every problem at once; one file a section
 //! error.rs       GatewayError -> (status, public code, message): the one place statuses are chosen
 //! server.rs      builds the Pingora server: proxy, health checks, drain watcher, admin listener, store, revocation sync
 //! connections.rs our ServerApp around Pingora's: connection caps, request-head and keep-alive timeouts, framing checks

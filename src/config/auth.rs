@@ -1,0 +1,170 @@
+//! `[identity]`, `[auth]` and `[rate_limit]`: injected header names, the login routes and sessions, limits.
+
+use super::reader::Sec;
+use super::routes::is_valid_prefix;
+use super::Problem;
+
+/// One rate: a sustained rate per minute and the burst allowed on top; `per_minute = 0` is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// The gateway's own auth routes, per client IP (the seed's middleware: 10 a minute).
+    pub auth: Limit,
+    /// Authenticated requests, per verified `sub`.
+    pub user: Limit,
+    /// Anonymous requests (public routes, and refused tokens), per client IP.
+    pub ip: Limit,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub user_id: String,
+    pub email: String,
+    pub nickname: String,
+    pub provider: String,
+    pub strip_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Where the gateway's own login routes live; `on_unauthenticated = "redirect"` sends browsers
+    /// to `{prefix}/kakao/login`.
+    pub prefix: String,
+    /// Callbacks must carry the `state` the gateway issued. The seed's single-page client sends
+    /// only `code`; such clients need `false` (and then get no PKCE either).
+    pub require_state: bool,
+    /// Absolute origins (`https://app.example`) a `next` parameter may point to besides our own.
+    pub allowed_redirect_origins: Vec<String>,
+    pub state_ttl_seconds: u64,
+    /// A refresh token presented again this soon after its rotation gets a new pair in the
+    /// same family instead of revoking it (0 = off).
+    pub refresh_reuse_grace_seconds: u64,
+}
+
+impl AuthConfig {
+    pub fn login_path(&self) -> String {
+        format!("{}/kakao/login", self.prefix)
+    }
+}
+
+pub(super) fn read_identity(s: &Sec<'_>, p: &mut Vec<Problem>) -> IdentityConfig {
+    s.only_keys(
+        &["user_id", "email", "nickname", "provider", "strip_prefix"],
+        p,
+    );
+    let header = |key: &str, default: &str, p: &mut Vec<Problem>| {
+        let v = s.string(key, default, p);
+        if v.is_empty() || http::HeaderName::from_bytes(v.as_bytes()).is_err() {
+            p.push(s.problem(
+                key,
+                format!("{v:?}"),
+                "must be a valid HTTP header name such as \"X-User-Id\"",
+            ));
+        }
+        v
+    };
+    let user_id = header("user_id", "X-User-Id", p);
+    let email = header("email", "X-User-Email", p);
+    let nickname = header("nickname", "X-User-Nickname", p);
+    let provider = header("provider", "X-User-Provider", p);
+    let strip_prefix = s.string("strip_prefix", "X-User-", p);
+    if strip_prefix.len() < 3 {
+        p.push(s.problem(
+            "strip_prefix",
+            format!("{strip_prefix:?}"),
+            "use a prefix of at least 3 characters such as \"X-User-\"; a shorter one would strip ordinary headers",
+        ));
+    }
+    IdentityConfig {
+        user_id,
+        email,
+        nickname,
+        provider,
+        strip_prefix,
+    }
+}
+
+pub(super) fn read_rate_limit(s: &Sec<'_>, p: &mut Vec<Problem>) -> RateLimitConfig {
+    s.only_keys(
+        &[
+            "auth_per_minute",
+            "auth_burst",
+            "user_per_minute",
+            "user_burst",
+            "ip_per_minute",
+            "ip_burst",
+        ],
+        p,
+    );
+    let limit = |scope: &str, per_minute: u64, burst: u64, p: &mut Vec<Problem>| Limit {
+        per_minute: s.int(&format!("{scope}_per_minute"), per_minute, 0, 1_000_000, p) as u32,
+        burst: s.int(&format!("{scope}_burst"), burst, 1, 1_000_000, p) as u32,
+    };
+    RateLimitConfig {
+        auth: limit("auth", 10, 10, p),
+        user: limit("user", 600, 100, p),
+        ip: limit("ip", 600, 100, p),
+    }
+}
+
+pub(super) fn read_route_limit(s: &Sec<'_>, p: &mut Vec<Problem>) -> Limit {
+    s.only_keys(&["per_minute", "burst"], p);
+    let per_minute = s.int("per_minute", 60, 0, 1_000_000, p) as u32;
+    Limit {
+        per_minute,
+        burst: s.int("burst", u64::from(per_minute.max(1)), 1, 1_000_000, p) as u32,
+    }
+}
+
+pub(super) fn read_auth(s: &Sec<'_>, p: &mut Vec<Problem>) -> AuthConfig {
+    s.only_keys(
+        &[
+            "prefix",
+            "require_state",
+            "allowed_redirect_origins",
+            "state_ttl_seconds",
+            "refresh_reuse_grace_seconds",
+        ],
+        p,
+    );
+    let prefix = s.string("prefix", "/api/auth", p);
+    if !is_valid_prefix(&prefix) || prefix == "/" {
+        p.push(s.problem(
+            "prefix",
+            format!("{prefix:?}"),
+            "must be an absolute path without a trailing slash, such as \"/api/auth\"",
+        ));
+    }
+    let require_state = s.bool("require_state", true, p);
+    let allowed_redirect_origins = s
+        .strings("allowed_redirect_origins", &[], p)
+        .into_iter()
+        .filter(|o| {
+            let ok = url::Url::parse(o).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/" && !o.ends_with('/')
+                    && u.query().is_none()
+            });
+            if !ok {
+                p.push(s.problem(
+                    "allowed_redirect_origins",
+                    format!("{o:?}"),
+                    "each entry must be an origin like \"https://app.example\" (scheme, host, optional port; no path)",
+                ));
+            }
+            ok
+        })
+        .collect();
+    let state_ttl_seconds = s.int("state_ttl_seconds", 600, 30, 3600, p);
+    AuthConfig {
+        prefix,
+        require_state,
+        allowed_redirect_origins,
+        state_ttl_seconds,
+        refresh_reuse_grace_seconds: s.int("refresh_reuse_grace_seconds", 10, 0, 60, p),
+    }
+}

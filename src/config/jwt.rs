@@ -1,0 +1,321 @@
+//! `[jwt]`: the one algorithm, the keys read from the secret or PEM files, token lifetimes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jsonwebtoken::{DecodingKey, EncodingKey};
+
+use super::reader::{env_int, env_or, Sec};
+use super::{EnvLookup, Problem};
+
+/// The HS256 secret shipped in `config.toml`: a file that still holds it must not start.
+pub const PLACEHOLDER_SECRET: &str = "CHANGE-ME-set-JWT_SECRET_KEY-to-at-least-32-random-bytes";
+
+/// The seed's `.env` example value, refused for the same reason.
+pub(super) const SEED_PLACEHOLDER_SECRET: &str = "your_jwt_secret_key";
+
+const MIN_SECRET_BYTES: usize = 32;
+
+const MIN_RSA_BITS: usize = 2048;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    HS256,
+    RS256,
+    EdDSA,
+}
+
+impl JwtAlgorithm {
+    pub fn to_jsonwebtoken(self) -> jsonwebtoken::Algorithm {
+        match self {
+            JwtAlgorithm::HS256 => jsonwebtoken::Algorithm::HS256,
+            JwtAlgorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+            JwtAlgorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+        }
+    }
+}
+
+/// Keys read from the configured secret or PEM files, ready for signing and verifying.
+#[derive(Clone)]
+pub struct JwtKeys {
+    pub decoding: DecodingKey,
+    pub encoding: EncodingKey,
+    /// `kid` header and public JWK (RS256 / EdDSA only; never for a symmetric key).
+    pub kid: Option<String>,
+    pub jwk: Option<serde_json::Value>,
+    /// Derived from the signing key: signs login `state` and derives PKCE verifiers, so every
+    /// instance with the same key accepts the same state.
+    pub state_key: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct JwtConfig {
+    /// The one algorithm accepted; a token's own `alg` header never chooses.
+    pub algorithm: JwtAlgorithm,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_minutes: u64,
+    pub refresh_ttl_days: u64,
+    pub leeway_seconds: u64,
+    /// How many verified tokens to remember (0 = verify every signature).
+    pub verified_cache_entries: u64,
+    /// Longer tokens are refused unread: nobody makes us decode a header-sized blob.
+    pub max_token_bytes: usize,
+    /// `None` only while the configuration has problems.
+    pub keys: Option<Arc<JwtKeys>>,
+}
+
+pub(super) fn read_jwt(
+    s: &Sec<'_>,
+    base: &Path,
+    env: EnvLookup<'_>,
+    p: &mut Vec<Problem>,
+) -> JwtConfig {
+    s.only_keys(
+        &[
+            "algorithm",
+            "secret",
+            "private_key_file",
+            "public_key_file",
+            "issuer",
+            "audience",
+            "access_ttl_minutes",
+            "refresh_ttl_days",
+            "leeway_seconds",
+            "verified_cache_entries",
+            "max_token_bytes",
+        ],
+        p,
+    );
+    let alg_text = env_or(env, "JWT_ALGORITHM", || s.string("algorithm", "HS256", p));
+    let algorithm = match alg_text.as_str() {
+        "HS256" => JwtAlgorithm::HS256,
+        "RS256" => JwtAlgorithm::RS256,
+        "EdDSA" => JwtAlgorithm::EdDSA,
+        other => {
+            p.push(s.problem(
+                "algorithm",
+                format!("{other:?}"),
+                "use \"HS256\", \"RS256\" or \"EdDSA\" (env JWT_ALGORITHM overrides)",
+            ));
+            JwtAlgorithm::HS256
+        }
+    };
+    let secret = env_or(env, "JWT_SECRET_KEY", || s.string("secret", "", p));
+    let private_key_file = s.string("private_key_file", "", p);
+    let public_key_file = s.string("public_key_file", "", p);
+    let issuer = s.nonempty_string("issuer", "authgate", p);
+    let audience = s.nonempty_string("audience", "authgate", p);
+    let access_ttl_minutes = env_int(env, "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", 1, 1440, p)
+        .unwrap_or_else(|| s.int("access_ttl_minutes", 30, 1, 1440, p));
+    let refresh_ttl_days = env_int(env, "JWT_REFRESH_TOKEN_EXPIRE_DAYS", 1, 365, p)
+        .unwrap_or_else(|| s.int("refresh_ttl_days", 7, 1, 365, p));
+    let leeway_seconds = s.int("leeway_seconds", 30, 0, 300, p);
+    let verified_cache_entries = s.int("verified_cache_entries", 10_000, 0, 10_000_000, p);
+    let max_token_bytes = s.int("max_token_bytes", 8192, 256, 65_536, p) as usize;
+
+    let keys = match algorithm {
+        JwtAlgorithm::HS256 => hs256_keys(s, &secret, p),
+        JwtAlgorithm::RS256 | JwtAlgorithm::EdDSA => {
+            if !secret.is_empty() && s.t.contains_key("secret") {
+                p.push(s.problem(
+                    "secret",
+                    "(set)",
+                    "a secret is only used with HS256; remove it or set algorithm = \"HS256\"",
+                ));
+            }
+            pem_keys(s, algorithm, base, &private_key_file, &public_key_file, p)
+        }
+    };
+    JwtConfig {
+        algorithm,
+        issuer,
+        audience,
+        access_ttl_minutes,
+        refresh_ttl_days,
+        leeway_seconds,
+        verified_cache_entries,
+        max_token_bytes,
+        keys: keys.map(Arc::new),
+    }
+}
+
+pub(super) fn hs256_keys(s: &Sec<'_>, secret: &str, p: &mut Vec<Problem>) -> Option<JwtKeys> {
+    // The secret itself is never printed; its length is enough to act on.
+    if secret == PLACEHOLDER_SECRET || secret == SEED_PLACEHOLDER_SECRET {
+        p.push(s.problem(
+            "secret",
+            "(the shipped placeholder)",
+            "set env JWT_SECRET_KEY (or jwt.secret) to at least 32 random bytes, e.g. `openssl rand -base64 48`",
+        ));
+        return None;
+    }
+    if secret.len() < MIN_SECRET_BYTES {
+        p.push(s.problem(
+            "secret",
+            format!("({} bytes)", secret.len()),
+            "HS256 needs at least 32 bytes: set env JWT_SECRET_KEY (or jwt.secret), e.g. `openssl rand -base64 48`",
+        ));
+        return None;
+    }
+    use sha2::Digest;
+    Some(JwtKeys {
+        decoding: DecodingKey::from_secret(secret.as_bytes()),
+        encoding: EncodingKey::from_secret(secret.as_bytes()),
+        kid: None,
+        jwk: None,
+        state_key: sha2::Sha256::digest(
+            [b"authgate-state:".as_slice(), secret.as_bytes()].concat(),
+        )
+        .to_vec(),
+    })
+}
+
+pub(super) fn pem_keys(
+    s: &Sec<'_>,
+    algorithm: JwtAlgorithm,
+    base: &Path,
+    private_key_file: &str,
+    public_key_file: &str,
+    p: &mut Vec<Problem>,
+) -> Option<JwtKeys> {
+    if private_key_file.is_empty() {
+        p.push(s.problem(
+            "private_key_file",
+            "\"\"",
+            format!(
+                "{algorithm:?} needs a PEM private key file, e.g. `openssl genpkey -algorithm {}`",
+                match algorithm {
+                    JwtAlgorithm::RS256 => "RSA -pkeyopt rsa_keygen_bits:2048",
+                    _ => "ed25519",
+                }
+            ),
+        ));
+        return None;
+    }
+    let read = |key: &str, file: &str, p: &mut Vec<Problem>| -> Option<Vec<u8>> {
+        let path = resolve(base, file);
+        std::fs::read(&path)
+            .map_err(|e| {
+                p.push(s.problem(
+                    key,
+                    format!("{file:?}"),
+                    format!("cannot read {} ({e})", path.display()),
+                ))
+            })
+            .ok()
+    };
+    let private_pem = read("private_key_file", private_key_file, p)?;
+    let public_pem = if public_key_file.is_empty() {
+        None
+    } else {
+        Some(read("public_key_file", public_key_file, p)?)
+    };
+    let bad = |key: &str, file: &str, what: &str| {
+        s.problem(key, format!("{file:?}"), format!("not a {what} PEM key"))
+    };
+    let b64 = |bytes: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let text = String::from_utf8_lossy(&private_pem).into_owned();
+    let public_text = public_pem.map(|p| String::from_utf8_lossy(&p).into_owned());
+    // The public half as JWK members: it builds the verifying key and is published as JWKS.
+    let (encoding, jwk) = match algorithm {
+        JwtAlgorithm::RS256 => {
+            use rsa::pkcs1::DecodeRsaPrivateKey;
+            use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+            use rsa::traits::PublicKeyParts;
+            let Ok(private) = rsa::RsaPrivateKey::from_pkcs8_pem(&text)
+                .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(&text))
+            else {
+                p.push(bad(
+                    "private_key_file",
+                    private_key_file,
+                    "RSA private (PKCS#8 or PKCS#1)",
+                ));
+                return None;
+            };
+            let bits = private.size() * 8;
+            if bits < MIN_RSA_BITS {
+                p.push(s.problem(
+                    "private_key_file",
+                    format!("{private_key_file:?} ({bits}-bit RSA)"),
+                    "RSA keys must have at least 2048 bits: `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`",
+                ));
+                return None;
+            }
+            let public = match &public_text {
+                None => private.to_public_key(),
+                Some(t) => match rsa::RsaPublicKey::from_public_key_pem(t) {
+                    Ok(k) => k,
+                    Err(_) => {
+                        p.push(bad("public_key_file", public_key_file, "RSA public"));
+                        return None;
+                    }
+                },
+            };
+            let jwk = serde_json::json!({
+                "kty": "RSA", "alg": "RS256", "use": "sig",
+                "n": b64(&public.n().to_bytes_be()), "e": b64(&public.e().to_bytes_be()),
+            });
+            (EncodingKey::from_rsa_pem(&private_pem).ok()?, jwk)
+        }
+        JwtAlgorithm::EdDSA => {
+            use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
+            let Ok(signing) = ed25519_dalek::SigningKey::from_pkcs8_pem(&text) else {
+                p.push(bad(
+                    "private_key_file",
+                    private_key_file,
+                    "Ed25519 private (PKCS#8)",
+                ));
+                return None;
+            };
+            let public = match &public_text {
+                None => signing.verifying_key(),
+                Some(t) => match ed25519_dalek::VerifyingKey::from_public_key_pem(t) {
+                    Ok(k) => k,
+                    Err(_) => {
+                        p.push(bad("public_key_file", public_key_file, "Ed25519 public"));
+                        return None;
+                    }
+                },
+            };
+            let jwk = serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "x": b64(public.as_bytes()),
+            });
+            (EncodingKey::from_ed_pem(&private_pem).ok()?, jwk)
+        }
+        JwtAlgorithm::HS256 => return None,
+    };
+    let decoding = match algorithm {
+        JwtAlgorithm::RS256 => {
+            DecodingKey::from_rsa_components(jwk["n"].as_str()?, jwk["e"].as_str()?).ok()?
+        }
+        _ => DecodingKey::from_ed_components(jwk["x"].as_str()?).ok()?,
+    };
+    // kid: a short digest of the public key, so a rotated key gets a new id.
+    use sha2::Digest;
+    let kid = b64(&sha2::Sha256::digest(jwk.to_string().as_bytes())[..12]);
+    let mut jwk = jwk;
+    jwk["kid"] = serde_json::Value::String(kid.clone());
+    // The state/PKCE key must be the same on every instance sharing this private key.
+    let state_key =
+        sha2::Sha256::digest([b"authgate-state:".as_slice(), &private_pem].concat()).to_vec();
+    Some(JwtKeys {
+        decoding,
+        encoding,
+        kid: Some(kid),
+        jwk: Some(jwk),
+        state_key,
+    })
+}
+
+pub(super) fn resolve(base: &Path, file: &str) -> PathBuf {
+    let path = Path::new(file);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}

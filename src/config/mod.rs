@@ -1,0 +1,562 @@
+//! The configuration: `config.toml` plus the seed's environment variables, read into a validated
+//! [`Config`].
+//!
+//! This module owns the file format and every default. It reads the TOML key by key rather than
+//! through one `serde` derive so that `authgate check` can report *every* problem at once, each
+//! naming the key, the bad value and the fix, instead of stopping at the first. Unknown keys are
+//! problems too. Nothing here touches the network or Pingora; keys named by the file are read and
+//! parsed here so a bad key file is a config problem, not a crash at the first request.
+//!
+//! One file a section: `server.rs` (`[server]`, `[log]`, `[store]`), `jwt.rs`, `auth.rs`
+//! (`[identity]`, `[auth]`, `[rate_limit]`), `providers.rs` (`[kakao]`, `[[providers]]`),
+//! `routes.rs` (`[[upstreams]]`, `[[routes]]`); `reader.rs` is the key-by-key reader they share.
+//! This file: the whole [`Config`], its cross-section checks, and the tests of the file format.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+
+use toml::Table;
+
+mod auth;
+mod jwt;
+mod providers;
+mod reader;
+mod routes;
+mod server;
+
+pub use auth::*;
+pub use jwt::*;
+pub use providers::*;
+pub use routes::*;
+pub use server::*;
+
+use reader::Sec;
+
+/// One thing wrong with the configuration: which key, what it held, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub value: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {}: {}", self.key, self.value, self.fix)
+    }
+}
+
+/// Every problem found in one configuration; never empty.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} configuration problem(s):\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct Problems(pub Vec<Problem>);
+
+/// The validated configuration the gateway runs on.
+#[derive(Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub jwt: JwtConfig,
+    pub identity: IdentityConfig,
+    pub auth: AuthConfig,
+    pub store: StoreConfig,
+    /// `None` when `kakao.client_id` is empty: login is off, tokens are only verified.
+    pub kakao: Option<KakaoConfig>,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub rate_limit: RateLimitConfig,
+    pub log: LogConfig,
+}
+
+/// Reads environment overrides; a closure so tests need not touch the process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// Reads and validates a file; relative key-file paths are resolved against its folder.
+    pub fn load(path: &Path, env: EnvLookup<'_>) -> Result<Config, Problems> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problems(vec![Problem {
+                key: "(file)".into(),
+                value: path.display().to_string(),
+                fix: format!("cannot read it ({e}); pass an existing file with -c"),
+            }])
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base, env)
+    }
+
+    /// Parses TOML text; every problem is collected before failing.
+    pub fn parse(text: &str, base_dir: &Path, env: EnvLookup<'_>) -> Result<Config, Problems> {
+        let root: Table = text.parse::<Table>().map_err(|e| {
+            Problems(vec![Problem {
+                key: "(syntax)".into(),
+                value: e.message().to_string(),
+                fix: format!(
+                    "fix the TOML syntax{}",
+                    e.span()
+                        .map(|s| format!(" near byte {}", s.start))
+                        .unwrap_or_default()
+                ),
+            }])
+        })?;
+        let mut p = Vec::new();
+        let top = Sec::root(&root);
+        top.only_keys(
+            &[
+                "server",
+                "jwt",
+                "identity",
+                "auth",
+                "store",
+                "kakao",
+                "upstreams",
+                "routes",
+                "rate_limit",
+                "log",
+            ],
+            &mut p,
+        );
+
+        let server = read_server(&top.table("server", &mut p), &mut p);
+        let jwt = read_jwt(&top.table("jwt", &mut p), base_dir, env, &mut p);
+        let identity = read_identity(&top.table("identity", &mut p), &mut p);
+        let auth = read_auth(&top.table("auth", &mut p), &mut p);
+        let store = read_store(&top.table("store", &mut p), &mut p);
+        let kakao = read_kakao(&top.table("kakao", &mut p), env, &mut p);
+        let rate_limit = read_rate_limit(&top.table("rate_limit", &mut p), &mut p);
+        let log = read_log(&top.table("log", &mut p), &mut p);
+        let upstreams: Vec<UpstreamConfig> = top
+            .array_of_tables("upstreams", &mut p)
+            .iter()
+            .map(|s| read_upstream(s, &mut p))
+            .collect();
+        let routes: Vec<RouteConfig> = top
+            .array_of_tables("routes", &mut p)
+            .iter()
+            .map(|s| read_route(s, &mut p))
+            .collect();
+        cross_check(&server, &upstreams, &routes, &mut p);
+
+        if p.is_empty() {
+            Ok(Config {
+                server,
+                jwt,
+                identity,
+                auth,
+                store,
+                kakao,
+                upstreams,
+                routes,
+                rate_limit,
+                log,
+            })
+        } else {
+            Err(Problems(p))
+        }
+    }
+}
+
+fn cross_check(
+    server: &ServerConfig,
+    upstreams: &[UpstreamConfig],
+    routes: &[RouteConfig],
+    p: &mut Vec<Problem>,
+) {
+    let _ = server;
+    let mut names = HashSet::new();
+    for (i, u) in upstreams.iter().enumerate() {
+        if !u.name.is_empty() && !names.insert(u.name.as_str()) {
+            p.push(Problem {
+                key: format!("upstreams[{i}].name"),
+                value: format!("{:?}", u.name),
+                fix: "upstream names must be unique".into(),
+            });
+        }
+    }
+    if routes.is_empty() {
+        p.push(Problem {
+            key: "routes".into(),
+            value: "(none)".into(),
+            fix: "add at least one [[routes]] table; without routes every request is 404".into(),
+        });
+    }
+    let mut seen = std::collections::HashMap::new();
+    let mut route_names = HashSet::new();
+    for (i, r) in routes.iter().enumerate() {
+        if !r.upstream.is_empty() && !names.contains(r.upstream.as_str()) {
+            p.push(Problem {
+                key: format!("routes[{i}].upstream"),
+                value: format!("{:?}", r.upstream),
+                fix: format!(
+                    "name one of the [[upstreams]]: {}",
+                    if names.is_empty() {
+                        "(none defined)".to_string()
+                    } else {
+                        let mut n: Vec<_> = names.iter().copied().collect();
+                        n.sort();
+                        n.join(", ")
+                    }
+                ),
+            });
+        }
+        // Prefixes are matched without case, so `/App` and `/app` on one host would be one route.
+        let key = (r.host.clone(), r.path_prefix.to_ascii_lowercase());
+        if let Some((j, other)) = seen.get(&key) {
+            let fix = if *other == r.path_prefix {
+                format!("routes[{j}] already has this host + path_prefix; merge them or change one")
+            } else {
+                format!(
+                    "routes[{j}] has {other:?}, the same prefix but for case; prefixes are matched \
+                     ignoring ASCII case (many upstreams serve both spellings alike), so merge \
+                     the two routes"
+                )
+            };
+            p.push(Problem {
+                key: format!("routes[{i}].path_prefix"),
+                value: format!(
+                    "{:?} (host {:?})",
+                    r.path_prefix,
+                    r.host.as_deref().unwrap_or("")
+                ),
+                fix,
+            });
+        } else {
+            seen.insert(key, (i, r.path_prefix.clone()));
+        }
+        if !r.name.is_empty() && !route_names.insert(r.name.as_str()) {
+            p.push(Problem {
+                key: format!("routes[{i}].name"),
+                value: format!("{:?}", r.name),
+                fix: "route names must be unique: they label metrics and logs".into(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jwt::SEED_PLACEHOLDER_SECRET;
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse(text: &str) -> Result<Config, Problems> {
+        Config::parse(text, Path::new("."), &no_env)
+    }
+
+    fn minimal(extra: &str) -> String {
+        format!(
+            "[jwt]\nsecret = \"{SECRET}\"\n[[upstreams]]\nname = \"app\"\naddrs = [\"127.0.0.1:3000\"]\n\
+             [[routes]]\nname = \"all\"\npath_prefix = \"/\"\nupstream = \"app\"\n{extra}"
+        )
+    }
+
+    #[test]
+    fn minimal_file_gets_documented_defaults() {
+        let c = parse(&minimal("")).unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:8000".parse().unwrap());
+        assert_eq!(c.server.admin_listen, "127.0.0.1:9091".parse().unwrap());
+        assert_eq!(c.server.threads, 2);
+        assert_eq!(c.server.grace_period_seconds, 10);
+        assert!(c.server.trusted_proxies.is_empty());
+        assert_eq!(
+            (
+                c.server.client_header_timeout_ms,
+                c.server.keepalive_timeout_ms,
+                c.server.max_connections,
+                c.server.max_connections_per_ip
+            ),
+            (10_000, 60_000, 8192, 256)
+        );
+        assert_eq!(c.jwt.max_token_bytes, 8192);
+        assert_eq!(c.jwt.algorithm, JwtAlgorithm::HS256);
+        assert_eq!(
+            (c.jwt.issuer.as_str(), c.jwt.audience.as_str()),
+            ("authgate", "authgate")
+        );
+        assert_eq!(
+            (
+                c.jwt.access_ttl_minutes,
+                c.jwt.refresh_ttl_days,
+                c.jwt.leeway_seconds
+            ),
+            (30, 7, 30)
+        );
+        assert_eq!(c.identity.user_id, "X-User-Id");
+        assert_eq!(c.identity.strip_prefix, "X-User-");
+        assert_eq!(c.auth.login_path(), "/api/auth/kakao/login");
+        let u = &c.upstreams[0];
+        assert_eq!(
+            (
+                u.connect_timeout_ms,
+                u.read_timeout_ms,
+                u.health_check_path.clone()
+            ),
+            (1000, 30000, None)
+        );
+        let r = &c.routes[0];
+        assert_eq!(
+            (
+                r.auth,
+                r.on_unauthenticated,
+                r.host.clone(),
+                r.case_sensitive
+            ),
+            (
+                AuthMode::Required,
+                OnUnauthenticated::Status401,
+                None,
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_key_value_and_fix() {
+        let text = r#"
+            [server]
+            listn = "0.0.0.0:1"
+            threads = 0
+            trusted_proxies = ["10.0.0.0/8", "nonsense"]
+            [jwt]
+            secret = "short"
+            algorithm = "HS384"
+            [[upstreams]]
+            name = "app"
+            addrs = ["not an address"]
+            [[routes]]
+            name = "a"
+            path_prefix = "/api/../x"
+            upstream = "missing"
+            auth = "sometimes"
+            [[routes]]
+            name = "b"
+            path_prefix = "/api"
+            upstream = "app"
+            [[routes]]
+            name = "c"
+            path_prefix = "/api"
+            upstream = "app"
+        "#;
+        let problems = parse(text).err().unwrap().0;
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for expected in [
+            "server.listn",
+            "server.threads",
+            "server.trusted_proxies",
+            "jwt.algorithm",
+            "upstreams[0].addrs",
+            "routes[0].path_prefix",
+            "routes[0].upstream",
+            "routes[0].auth",
+            "routes[2].path_prefix",
+        ] {
+            assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+        }
+        let listn = problems.iter().find(|p| p.key == "server.listn").unwrap();
+        assert!(listn.fix.contains("did you mean `listen`"), "{listn}");
+        let threads = problems.iter().find(|p| p.key == "server.threads").unwrap();
+        assert_eq!(threads.value, "0");
+        assert!(threads.fix.contains("from 1 to 256"));
+        let up = problems
+            .iter()
+            .find(|p| p.key == "routes[0].upstream")
+            .unwrap();
+        assert!(up.fix.contains("app"), "{up}");
+    }
+
+    #[test]
+    fn weak_or_placeholder_secrets_are_refused_and_never_printed() {
+        for secret in ["", "short", PLACEHOLDER_SECRET, SEED_PLACEHOLDER_SECRET] {
+            let text = minimal("").replace(SECRET, secret);
+            let problems = parse(&text).err().unwrap().0;
+            let p = problems
+                .iter()
+                .find(|p| p.key == "jwt.secret")
+                .expect("secret problem");
+            if !secret.is_empty() {
+                assert!(!p.to_string().contains(secret), "secret leaked: {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn seed_env_vars_override_the_file() {
+        let env = |k: &str| match k {
+            "JWT_SECRET_KEY" => Some("x".repeat(40)),
+            "JWT_ACCESS_TOKEN_EXPIRE_MINUTES" => Some("5".into()),
+            "JWT_REFRESH_TOKEN_EXPIRE_DAYS" => Some("14".into()),
+            _ => None,
+        };
+        let text = minimal("").replace(SECRET, PLACEHOLDER_SECRET);
+        let c = Config::parse(&text, Path::new("."), &env).unwrap();
+        assert_eq!((c.jwt.access_ttl_minutes, c.jwt.refresh_ttl_days), (5, 14));
+        let bad = |k: &str| (k == "JWT_ACCESS_TOKEN_EXPIRE_MINUTES").then(|| "soon".to_string());
+        let problems = Config::parse(&minimal(""), Path::new("."), &bad)
+            .err()
+            .unwrap()
+            .0;
+        assert_eq!(problems[0].key, "JWT_ACCESS_TOKEN_EXPIRE_MINUTES (env)");
+    }
+
+    #[test]
+    fn kakao_is_off_without_a_client_id_and_the_seed_env_turns_it_on() {
+        let c = parse(&minimal("")).unwrap();
+        assert!(c.kakao.is_none());
+        assert_eq!(c.store.url, "sqlite://authgate.db");
+        assert!(c.auth.require_state);
+        let env = |k: &str| match k {
+            "KAKAO_CLIENT_ID" => Some("rest-key".to_string()),
+            "KAKAO_CLIENT_SECRET" => Some("s3cret".to_string()),
+            "KAKAO_REDIRECT_URI" => Some("https://app.example/api/auth/kakao/callback".to_string()),
+            _ => None,
+        };
+        let k = Config::parse(&minimal(""), Path::new("."), &env)
+            .unwrap()
+            .kakao
+            .unwrap();
+        assert_eq!(
+            (k.client_id.as_str(), k.client_secret.as_str()),
+            ("rest-key", "s3cret")
+        );
+        assert_eq!(
+            k.scopes,
+            ["profile_nickname", "profile_image", "account_email"]
+        );
+        assert_eq!(k.token_url, "https://kauth.kakao.com/oauth/token");
+        assert!(k.pkce);
+        let problems = parse(&minimal(
+            "[kakao]\nclient_id = \"x\"\nredirect_uri = \"ftp://x\"\ntoken_url = \"not a url\"\npkce = \"yes\"\n\
+             [store]\nurl = \"mysql://u:hunter2@db/x\"\n[auth]\nallowed_redirect_origins = [\"https://a.example/path\"]\n",
+        ))
+        .err()
+        .unwrap()
+        .0;
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "kakao.redirect_uri",
+            "kakao.token_url",
+            "kakao.pkce",
+            "store.url",
+            "auth.allowed_redirect_origins",
+        ] {
+            assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        }
+        assert!(
+            !problems.iter().any(|p| p.to_string().contains("hunter2")),
+            "password leaked"
+        );
+    }
+
+    #[test]
+    fn rate_limits_and_logs_have_defaults_and_per_route_overrides() {
+        let c = parse(&minimal("[routes.rate_limit]\nper_minute = 5\nburst = 2\n")).unwrap();
+        assert_eq!(
+            c.rate_limit.auth,
+            Limit {
+                per_minute: 10,
+                burst: 10
+            }
+        );
+        assert_eq!(
+            c.rate_limit.user,
+            Limit {
+                per_minute: 600,
+                burst: 100
+            }
+        );
+        assert_eq!(
+            c.rate_limit.ip,
+            Limit {
+                per_minute: 600,
+                burst: 100
+            }
+        );
+        assert_eq!(
+            c.routes[0].rate_limit,
+            Some(Limit {
+                per_minute: 5,
+                burst: 2
+            })
+        );
+        assert_eq!(
+            (c.log.format, c.log.level.as_str()),
+            (LogFormat::Text, "info")
+        );
+        let problems = parse(&minimal(
+            "[routes.rate_limit]\nper_min = 5\n[rate_limit]\nauth_burst = 0\n[log]\nformat = \"xml\"\nlevel = \"loud\"\n",
+        ))
+        .err()
+        .unwrap()
+        .0;
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "routes[0].rate_limit.per_min",
+            "rate_limit.auth_burst",
+            "log.format",
+            "log.level",
+        ] {
+            assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_host_and_prefix_is_refused_but_different_hosts_are_fine() {
+        let two = |h1: &str, h2: &str| {
+            minimal(&format!(
+                "[[routes]]\nname=\"x\"\npath_prefix=\"/x\"\nhost=\"{h1}\"\nupstream=\"app\"\n\
+                 [[routes]]\nname=\"y\"\npath_prefix=\"/x\"\nhost=\"{h2}\"\nupstream=\"app\"\n"
+            ))
+        };
+        assert!(parse(&two("a.example", "b.example")).is_ok());
+        assert!(parse(&two("a.example", "A.example")).is_err());
+        assert!(parse(&two("a.example", "a.example.")).is_err());
+    }
+
+    #[test]
+    fn prefixes_equal_but_for_case_are_one_route_and_refused() {
+        let two = |p1: &str, p2: &str, extra: &str| {
+            minimal(&format!(
+                "[[routes]]\nname=\"x\"\npath_prefix=\"{p1}\"\nupstream=\"app\"\n{extra}\n\
+                 [[routes]]\nname=\"y\"\npath_prefix=\"{p2}\"\nupstream=\"app\"\n"
+            ))
+        };
+        let problems = parse(&two("/App", "/app", "")).err().unwrap().0;
+        let p = problems
+            .iter()
+            .find(|p| p.key == "routes[2].path_prefix")
+            .unwrap_or_else(|| panic!("{problems:?}"));
+        assert!(p.fix.contains("but for case"), "{p}");
+        assert!(p.fix.contains("routes[1]"), "{p}");
+        // Opting one route out of case-insensitive matching does not make them two routes.
+        assert!(parse(&two("/App", "/app", "case_sensitive = true")).is_err());
+        assert!(parse(&two("/app", "/apps", "")).is_ok());
+    }
+
+    #[test]
+    fn prefixes_must_be_plain() {
+        for ok in ["/", "/api", "/api/v1", "/a-b_c~d"] {
+            assert!(is_valid_prefix(ok), "{ok}");
+        }
+        for bad in [
+            "", "api", "/api/", "//", "/a//b", "/a/./b", "/a/..", "/a%2fb", "/a;b", "/a b", "/a\\b",
+        ] {
+            assert!(!is_valid_prefix(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_one_clear_problem() {
+        let problems = parse("[server\nlisten = 1").err().unwrap().0;
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].key, "(syntax)");
+    }
+}

@@ -1,0 +1,225 @@
+//! `[[upstreams]]` and `[[routes]]`: backends, and which requests go where under which rules.
+
+use std::net::SocketAddr;
+
+use super::auth::{read_route_limit, Limit};
+use super::reader::Sec;
+use super::Problem;
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub addrs: Vec<SocketAddr>,
+    /// `None` = TCP connect check.
+    pub health_check_path: Option<String>,
+    pub health_check_interval_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub read_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Required,
+    Public,
+    Optional,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnauthenticated {
+    Status401,
+    Redirect,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub path_prefix: String,
+    /// Lower-case host without port; `None` matches any host.
+    pub host: Option<String>,
+    /// Upper-case method names; empty = any method.
+    pub methods: Vec<String>,
+    /// Match `path_prefix` byte for byte instead of ignoring ASCII case (only for upstreams
+    /// known to route case-sensitively).
+    pub case_sensitive: bool,
+    pub upstream: String,
+    pub auth: AuthMode,
+    pub on_unauthenticated: OnUnauthenticated,
+    /// Overrides the `[rate_limit]` default for this route's scope.
+    pub rate_limit: Option<Limit>,
+}
+
+pub(super) fn read_upstream(s: &Sec<'_>, p: &mut Vec<Problem>) -> UpstreamConfig {
+    s.only_keys(
+        &[
+            "name",
+            "addrs",
+            "health_check_path",
+            "health_check_interval_ms",
+            "connect_timeout_ms",
+            "read_timeout_ms",
+        ],
+        p,
+    );
+    let name = s.nonempty_string("name", "", p);
+    let addrs: Vec<SocketAddr> = s
+        .strings("addrs", &[], p)
+        .into_iter()
+        .filter_map(|a| {
+            resolve_addr(&a)
+                .map_err(|fix| p.push(s.problem("addrs", format!("{a:?}"), fix)))
+                .ok()
+        })
+        .collect();
+    if addrs.is_empty()
+        && s.t
+            .get("addrs")
+            .is_some_and(|v| v.as_array().is_some_and(|a| a.is_empty()))
+    {
+        p.push(s.problem("addrs", "[]", "list at least one backend as \"host:port\""));
+    } else if !s.t.contains_key("addrs") {
+        p.push(s.problem(
+            "addrs",
+            "(missing)",
+            "list at least one backend as \"host:port\"",
+        ));
+    }
+    let health_check_path = s.string("health_check_path", "", p);
+    if !health_check_path.is_empty() && !health_check_path.starts_with('/') {
+        p.push(s.problem(
+            "health_check_path",
+            format!("{health_check_path:?}"),
+            "use an absolute path such as \"/healthz\", or \"\" for a TCP check",
+        ));
+    }
+    UpstreamConfig {
+        name,
+        addrs,
+        health_check_path: (!health_check_path.is_empty()).then_some(health_check_path),
+        health_check_interval_ms: s.int("health_check_interval_ms", 2000, 100, 3_600_000, p),
+        connect_timeout_ms: s.int("connect_timeout_ms", 1000, 1, 600_000, p),
+        read_timeout_ms: s.int("read_timeout_ms", 30_000, 1, 3_600_000, p),
+    }
+}
+
+/// Resolves once at start-up: Pingora's peers must not resolve DNS on the request path.
+pub(super) fn resolve_addr(a: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = a.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    match a.to_socket_addrs() {
+        Ok(mut it) => it
+            .next()
+            .ok_or_else(|| format!("{a} resolves to no address")),
+        Err(e) => Err(format!("must be \"host:port\" that resolves ({e})")),
+    }
+}
+
+pub(super) fn read_route(s: &Sec<'_>, p: &mut Vec<Problem>) -> RouteConfig {
+    s.only_keys(
+        &[
+            "name",
+            "path_prefix",
+            "host",
+            "methods",
+            "case_sensitive",
+            "upstream",
+            "auth",
+            "on_unauthenticated",
+            "rate_limit",
+        ],
+        p,
+    );
+    let name = s.nonempty_string("name", "", p);
+    let path_prefix = s.string("path_prefix", "/", p);
+    if !is_valid_prefix(&path_prefix) {
+        p.push(s.problem(
+            "path_prefix",
+            format!("{path_prefix:?}"),
+            "must start with '/', have no trailing '/' (except \"/\" itself), no empty, '.' or '..' segments, \
+             and only letters, digits and - . _ ~ ! $ & ' ( ) * + , = : @",
+        ));
+    }
+    let host = crate::routes::normalize_route_host(&s.string("host", "", p));
+    if !host.is_empty()
+        && (host.contains(':') || crate::routes::check_host(host.as_bytes()).is_err())
+    {
+        p.push(s.problem(
+            "host",
+            format!("{host:?}"),
+            "use a bare host name without scheme or port, or \"\"",
+        ));
+    }
+    let methods: Vec<String> = s
+        .strings("methods", &[], p)
+        .into_iter()
+        .map(|m| {
+            let up = m.to_ascii_uppercase();
+            if http::Method::from_bytes(up.as_bytes()).is_err() {
+                p.push(s.problem(
+                    "methods",
+                    format!("{m:?}"),
+                    "use HTTP method names such as \"GET\"",
+                ));
+            }
+            up
+        })
+        .collect();
+    let case_sensitive = s.bool("case_sensitive", false, p);
+    let upstream = s.nonempty_string("upstream", "", p);
+    let auth = match s.string("auth", "required", p).as_str() {
+        "required" => AuthMode::Required,
+        "public" => AuthMode::Public,
+        "optional" => AuthMode::Optional,
+        other => {
+            p.push(s.problem(
+                "auth",
+                format!("{other:?}"),
+                "use \"required\", \"public\" or \"optional\"",
+            ));
+            AuthMode::Required
+        }
+    };
+    let on_unauthenticated = match s.string("on_unauthenticated", "401", p).as_str() {
+        "401" => OnUnauthenticated::Status401,
+        "redirect" => OnUnauthenticated::Redirect,
+        other => {
+            p.push(s.problem(
+                "on_unauthenticated",
+                format!("{other:?}"),
+                "use \"401\" or \"redirect\"",
+            ));
+            OnUnauthenticated::Status401
+        }
+    };
+    RouteConfig {
+        name,
+        path_prefix,
+        host: (!host.is_empty()).then_some(host),
+        methods,
+        case_sensitive,
+        upstream,
+        auth,
+        on_unauthenticated,
+        rate_limit: s
+            .t
+            .contains_key("rate_limit")
+            .then(|| read_route_limit(&s.table("rate_limit", p), p)),
+    }
+}
+
+/// A prefix uses only characters that can never be percent-encoded in an accepted request path,
+/// so matching the raw path against it is exact (see `routes::check_target`).
+pub fn is_valid_prefix(prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    prefix.starts_with('/')
+        && !prefix.ends_with('/')
+        && prefix[1..]
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && prefix
+            .bytes()
+            .all(|b| b == b'/' || crate::routes::is_plain_path_byte(b))
+}

@@ -1,0 +1,165 @@
+//! `[server]`, `[log]` and `[store]`: listeners, connection limits, trusted proxies, logging, the store.
+
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+
+use super::reader::Sec;
+use super::Problem;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Public listener: proxied traffic and the gateway's own auth routes.
+    pub listen: SocketAddr,
+    /// Health and readiness (and metrics later); kept off the public listener so probes and
+    /// scrapes are never reachable from the internet by accident.
+    pub admin_listen: SocketAddr,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// How long SIGTERM waits for in-flight requests before the process exits.
+    pub grace_period_seconds: u64,
+    /// Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed; nobody's by default.
+    pub trusted_proxies: Vec<IpNet>,
+    /// The whole request head must arrive within this (then 408 and close).
+    pub client_header_timeout_ms: u64,
+    /// How long a connection may sit idle between requests.
+    pub keepalive_timeout_ms: u64,
+    /// Open client connections in all; more are refused at once.
+    pub max_connections: usize,
+    /// Open client connections per address (IPv6 per /64); trusted proxies only count in all.
+    pub max_connections_per_ip: u32,
+}
+
+pub(super) fn read_server(s: &Sec<'_>, p: &mut Vec<Problem>) -> ServerConfig {
+    s.only_keys(
+        &[
+            "listen",
+            "admin_listen",
+            "threads",
+            "grace_period_seconds",
+            "trusted_proxies",
+            "client_header_timeout_ms",
+            "keepalive_timeout_ms",
+            "max_connections",
+            "max_connections_per_ip",
+        ],
+        p,
+    );
+    let listen = s.socket_addr("listen", "0.0.0.0:8000", p);
+    let admin_listen = s.socket_addr("admin_listen", "127.0.0.1:9091", p);
+    if listen == admin_listen {
+        p.push(s.problem(
+            "admin_listen",
+            admin_listen.to_string(),
+            "must differ from server.listen: the admin endpoints are never served on the public listener",
+        ));
+    }
+    let threads = s.int("threads", 2, 1, 256, p) as usize;
+    let grace_period_seconds = s.int("grace_period_seconds", 10, 0, 3600, p);
+    let trusted_proxies = s
+        .strings("trusted_proxies", &[], p)
+        .into_iter()
+        .filter_map(|c| match parse_cidr(&c) {
+            Some(net) => Some(net),
+            None => {
+                p.push(s.problem(
+                    "trusted_proxies",
+                    format!("{c:?}"),
+                    "each entry must be an IP address or CIDR such as \"10.0.0.0/8\"",
+                ));
+                None
+            }
+        })
+        .collect();
+    ServerConfig {
+        listen,
+        admin_listen,
+        threads,
+        grace_period_seconds,
+        trusted_proxies,
+        client_header_timeout_ms: s.int("client_header_timeout_ms", 10_000, 100, 600_000, p),
+        keepalive_timeout_ms: s.int("keepalive_timeout_ms", 60_000, 1_000, 3_600_000, p),
+        max_connections: s.int("max_connections", 8192, 1, 1_000_000, p) as usize,
+        max_connections_per_ip: s.int("max_connections_per_ip", 256, 1, 1_000_000, p) as u32,
+    }
+}
+
+pub(super) fn parse_cidr(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// Level for authgate's own records (`error` … `trace`); dependencies stay at `warn`.
+    pub level: String,
+}
+
+pub(super) fn read_log(s: &Sec<'_>, p: &mut Vec<Problem>) -> LogConfig {
+    s.only_keys(&["format", "level"], p);
+    let format = match s.string("format", "text", p).as_str() {
+        "json" => LogFormat::Json,
+        "text" => LogFormat::Text,
+        other => {
+            p.push(s.problem("format", format!("{other:?}"), "use \"json\" or \"text\""));
+            LogFormat::Text
+        }
+    };
+    let level = s.string("level", "info", p);
+    if !matches!(
+        level.as_str(),
+        "error" | "warn" | "info" | "debug" | "trace"
+    ) {
+        p.push(s.problem(
+            "level",
+            format!("{level:?}"),
+            "use error, warn, info, debug or trace",
+        ));
+    }
+    LogConfig { format, level }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://file.db` (created if missing) or `postgres://…`.
+    pub url: String,
+    /// How long a write may wait for a locked SQLite file before the store counts as unavailable.
+    pub busy_timeout_ms: u64,
+    pub max_connections: u32,
+}
+
+pub(super) fn read_store(s: &Sec<'_>, p: &mut Vec<Problem>) -> StoreConfig {
+    s.only_keys(&["url", "busy_timeout_ms", "max_connections"], p);
+    let url = s.string("url", "sqlite://authgate.db", p);
+    if crate::store::Backend::of_url(&url).is_none() {
+        p.push(s.problem(
+            "url",
+            format!("{:?}", redact_url(&url)),
+            "use \"sqlite://authgate.db\" (embedded, one instance) or \"postgres://user:pass@host/db\" (several instances)",
+        ));
+    }
+    StoreConfig {
+        url,
+        busy_timeout_ms: s.int("busy_timeout_ms", 2000, 10, 60_000, p),
+        max_connections: s.int("max_connections", 8, 1, 512, p) as u32,
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

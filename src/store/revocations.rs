@@ -154,4 +154,39 @@ mod tests {
             assert!(all.iter().any(|r| r.1 == a) && all.iter().any(|r| r.1 == b));
         }
     }
+
+    /// The case a cursor on ids misses: a revocation whose transaction took its id first but
+    /// committed after a later one had been read. Read from sync points, it is still found.
+    #[tokio::test]
+    async fn a_revocation_that_commits_late_is_still_read() {
+        let (stores, _d) = stores().await;
+        for s in stores {
+            if s.backend != super::Backend::Postgres {
+                continue;
+            }
+            let (late, early) = (uniq(), uniq());
+            let p0 = s.sync_point().await.unwrap();
+            let mut slow = s.pool.begin().await.unwrap();
+            sqlx::query(
+                "INSERT INTO revoked_tokens (jti, user_id, expires_at, revoked_at) VALUES ($1, NULL, 5000, 1)",
+            )
+            .bind(&late)
+            .execute(&mut *slow)
+            .await
+            .unwrap();
+            s.revoke_access(&early, None, 5000, 1).await.unwrap();
+            let p1 = s.sync_point().await.unwrap();
+            let first = s.revocations_from(p0, 0, 100).await.unwrap();
+            assert!(first.iter().any(|r| r.1 == early));
+            assert!(!first.iter().any(|r| r.1 == late), "not committed yet");
+            let highest_seen = first.iter().map(|r| r.0).max().unwrap();
+            slow.commit().await.unwrap();
+            // A cursor on ids would move past it for good...
+            let by_id = s.revocations_since(highest_seen, 100).await.unwrap();
+            assert!(!by_id.iter().any(|r| r.1 == late));
+            // ...the next read from the sync point finds it.
+            let next = s.revocations_from(p1, 0, 100).await.unwrap();
+            assert!(next.iter().any(|r| r.1 == late), "{next:?}");
+        }
+    }
 }

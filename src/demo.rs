@@ -96,7 +96,7 @@ fn page(path: &str, seen: &[(&str, String)]) -> Reply {
             )
         })
         .unwrap_or_else(|| {
-            "Not signed in: no X-User-* headers arrived. <a href=\"/api/auth/kakao/login?next=/app\">Log in with Kakao</a> \
+            "Not signed in: no X-User-* headers arrived. <a href=\"/api/auth/login?next=/app\">Log in</a> \
              or open <a href=\"/app\">/app</a>, which requires a login."
                 .into()
         });

@@ -34,8 +34,12 @@ pub enum GatewayError {
     MethodNotAllowed(String),
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// Kakao's failures (the seed's `KAKAO_*` codes).
     #[error("{0}")]
     Provider(#[from] ProviderError),
+    /// Any other provider's failures.
+    #[error("{0}")]
+    OtherProvider(ProviderError),
     #[error("login state missing, forged, expired or not this browser's")]
     InvalidState,
     #[error("a cookie-authenticated write from another origin")]
@@ -121,6 +125,19 @@ impl GatewayError {
             GatewayError::Provider(ProviderError::Timeout) => {
                 (504, "KAKAO_TIMEOUT", "Kakao did not answer in time.")
             }
+            GatewayError::OtherProvider(ProviderError::LoginFailed(_)) => {
+                (400, "LOGIN_FAILED", "Login failed.")
+            }
+            GatewayError::OtherProvider(ProviderError::Unavailable(_)) => (
+                502,
+                "PROVIDER_UNAVAILABLE",
+                "The identity provider is unavailable; try again later.",
+            ),
+            GatewayError::OtherProvider(ProviderError::Timeout) => (
+                504,
+                "PROVIDER_TIMEOUT",
+                "The identity provider did not answer in time.",
+            ),
             GatewayError::CsrfRejected => (
                 403,
                 "CSRF_REJECTED",

@@ -15,15 +15,17 @@
 //! identity.rs    which headers are stripped and injected, X-Forwarded-*, client IP, request ids; pure
 //! cookies.rs     the Cookie header as bytes: our cookies read and removed whatever else it holds; pure
 //! api/           the /api/auth endpoints and JWKS as request -> reply functions (no Pingora types):
-//!                mod.rs (dispatch, replies, issuing), login.rs (state, PKCE, callbacks), session.rs (refresh, profile, logout)
+//!                mod.rs (dispatch, replies, issuing), login.rs (login page, state, PKCE, callbacks for every provider),
+//!                session.rs (refresh, profile, logout)
 //! tokens/        jwt.rs (issue/verify), revocation.rs (sharded in-memory set), refresh.rs (opaque tokens), state.rs (signed state + PKCE)
-//! providers/     kakao.rs (reqwest client), mock.rs (the fake Kakao for `dev` and the tests)
+//! providers/     one module per kind (kakao.rs, oidc.rs, naver.rs) turning a code into a verified user; id_token.rs
+//!                (id_token checks, JWKS cache), http.rs (shared client); fakes: mock.rs (Kakao), fake_oidc.rs, fake_naver.rs
 //! store/         users, refresh tokens, revocations over sqlx Any (SQLite default, PostgreSQL)
 //! upstreams.rs   one Pingora LoadBalancer per upstream group, health checks, peer timeouts
 //! limits.rs      governor limiters per client IP / user, with pruning
 //! metrics.rs     every Prometheus metric, in one registry
 //! admin.rs       /healthz, /readyz and /metrics on the admin listener
-//! localhttp.rs   tiny hyper servers on the application runtime (admin, demo, fake Kakao)
+//! localhttp.rs   tiny hyper servers on the application runtime (admin, demo, the fake providers)
 //! demo.rs        the `authgate dev` demo upstream that shows the headers it received
 //! ```
 //! Dependencies point one way: `main -> server -> {connections, proxy} -> {api, routes, identity, cookies, tokens,

@@ -51,18 +51,23 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match Config::load(&config, &config::process_env) {
             Ok(c) => {
+                let login = if c.providers.is_empty() {
+                    "login off (no [kakao] client_id, no [[providers]])".to_string()
+                } else {
+                    let ids: Vec<String> = c
+                        .providers
+                        .iter()
+                        .map(|p| format!("{} ({})", p.id(), p.kind()))
+                        .collect();
+                    format!("login via {}", ids.join(", "))
+                };
                 println!(
-                    "{}: OK ({} upstream(s), {} route(s), {:?}, store {}, Kakao login {})",
+                    "{}: OK ({} upstream(s), {} route(s), {:?}, store {}, {login})",
                     config.display(),
                     c.upstreams.len(),
                     c.routes.len(),
                     c.jwt.algorithm,
                     config::redact_url(&c.store.url),
-                    if c.kakao.is_some() {
-                        "on"
-                    } else {
-                        "off (kakao.client_id is empty)"
-                    }
                 );
                 ExitCode::SUCCESS
             }
@@ -136,9 +141,13 @@ fn run(config: Config) -> anyhow::Result<()> {
     authgate::server::run(config, &app)
 }
 
-/// The offline demo: a random secret, SQLite in `./authgate-dev.db`, the fake Kakao and the demo
-/// upstream on free loopback ports, and routes that show a login arriving at an app.
+/// The offline demo: a random secret, SQLite in `./authgate-dev.db`, two identity providers (the
+/// fake Kakao and a fake OpenID Connect issuer) and the demo upstream on free loopback ports, and
+/// routes that show a login arriving at an app.
 fn dev(listen: &str, admin_listen: &str) -> anyhow::Result<()> {
+    use authgate::providers::fake_oidc::{
+        default_oidc_users, FakeOidc, FakeOidcConfig, SigningAlg,
+    };
     use authgate::providers::mock::{default_users, FakeKakao, FakeKakaoConfig};
     let app = authgate::server::app_runtime()?;
     let demo = app.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
@@ -159,6 +168,23 @@ fn dev(listen: &str, admin_listen: &str) -> anyhow::Result<()> {
         ))
     })?;
     let kakao = fake.base_url();
+    let example_redirect = format!("http://{listen}/api/auth/example/callback");
+    let example_secret = format!("{:032x}", rand::random::<u128>());
+    let example = app.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Ok::<_, std::io::Error>(FakeOidc::serve(
+            listener,
+            FakeOidcConfig {
+                client_id: "authgate-dev".into(),
+                client_secret: example_secret.clone(),
+                redirect_uris: vec![example_redirect.clone()],
+                users: default_oidc_users(),
+                alg: SigningAlg::RS256,
+                secret_in_body: false,
+            },
+        ))
+    })?;
+    let issuer = example.issuer();
     let secret = format!(
         "{:032x}{:032x}",
         rand::random::<u128>(),
@@ -181,6 +207,14 @@ redirect_uri = "{redirect_uri}"
 authorize_url = "{kakao}/oauth/authorize"
 token_url = "{kakao}/oauth/token"
 userinfo_url = "{kakao}/v2/user/me"
+[[providers]]
+id = "example"
+kind = "oidc"
+display_name = "Example ID"
+issuer = "{issuer}"
+client_id = "authgate-dev"
+client_secret = "{example_secret}"
+redirect_uri = "{example_redirect}"
 [[upstreams]]
 name = "demo"
 addrs = ["{demo_addr}"]
@@ -193,9 +227,10 @@ addrs = ["{demo_addr}"]
         .context("dev configuration")?;
     init_logging(&config.log);
     println!(
-        "authgate dev: the offline demo (SQLite in ./authgate-dev.db, a fake Kakao at {kakao})\n\
-         \x20 open            http://{listen}/        and click \"Log in with Kakao\"\n\
-         \x20 protected page  http://{listen}/app     (redirects to the fake Kakao login)\n\
+        "authgate dev: the offline demo (SQLite in ./authgate-dev.db, a fake Kakao at {kakao},\n\
+         \x20 a fake OpenID Connect issuer at {issuer})\n\
+         \x20 open            http://{listen}/        and click \"Log in\"\n\
+         \x20 protected page  http://{listen}/app     (redirects to the login page: Kakao or Example ID)\n\
          \x20 seed API        http://{listen}/api/auth/kakao/login-url, /refresh, /profile, /logout\n\
          \x20 admin           http://{admin_listen}/readyz\n\
          Stop with Ctrl-C."

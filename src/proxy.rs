@@ -348,7 +348,13 @@ async fn write_json(
     extra: &[(&'static str, &str)],
 ) -> Result<()> {
     let mut h = ResponseHeader::build(status, Some(6 + extra.len() + ctx.set_cookies.len()))?;
-    h.insert_header("content-type", "application/json")?;
+    // The API's login page brings its own type; every other answer is JSON.
+    if !extra
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        h.insert_header("content-type", "application/json")?;
+    }
     h.insert_header("content-length", body.len().to_string())?;
     h.insert_header("cache-control", "no-store")?;
     if let Some(id) = &ctx.request_id {

@@ -240,8 +240,8 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
             tracing::debug!(keys, "rate-limit keys after pruning");
         }
     });
-    if config.kakao.is_none() {
-        tracing::warn!("kakao.client_id is empty: login routes are off, tokens are only verified");
+    if config.providers.is_empty() {
+        tracing::warn!("no identity provider ([kakao] client_id or [[providers]]): login routes are off, tokens are only verified");
     }
     let durations = metrics.durations(
         router.routes().iter().map(|r| r.name.as_str()),
@@ -256,7 +256,7 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
         app: app.handle().clone(),
         headers: HeaderRules::new(&config.identity),
         trusted_proxies: config.server.trusted_proxies.clone(),
-        login_path: config.auth.login_path(),
+        login_path: config.login_path(),
         allowed_origins: config.auth.allowed_redirect_origins.clone(),
         limits,
         metrics: metrics.clone(),

@@ -349,16 +349,39 @@ async fn the_dev_demo_logs_in_by_clicking_through_to_app() {
         "{}",
         b.body().await
     );
+    // The login page offers both of the demo's providers; each logs in as its own user.
+    let app_url = url::Url::parse(&format!("http://{listen}/app")).unwrap();
+    b.click(Locator::LinkText("Log in")).await;
     b.click(Locator::LinkText("Log in with Kakao")).await;
     b.click(Locator::Css("a.user")).await;
-    b.wait()
-        .for_url(&url::Url::parse(&format!("http://{listen}/app")).unwrap())
-        .await
-        .unwrap();
+    b.wait().for_url(&app_url).await.unwrap();
     let page = b.body().await;
     assert!(page.contains("Signed in as"), "{page}");
-    assert!(page.contains("x-user-id"), "{page}");
+    assert_eq!(forwarded(&b, "x-user-provider").await, "kakao");
+    b.click(Locator::Css("button")).await;
+    b.wait()
+        .for_url(&url::Url::parse(&format!("http://{listen}/")).unwrap())
+        .await
+        .unwrap();
+    b.click(Locator::LinkText("Log in")).await;
+    b.click(Locator::LinkText("Log in with Example ID")).await;
+    b.click(Locator::Css("a.user")).await;
+    b.wait().for_url(&app_url).await.unwrap();
+    let page = b.body().await;
+    assert!(page.contains("Signed in as Jane Doe"), "{page}");
+    assert_eq!(forwarded(&b, "x-user-provider").await, "example");
+    assert_eq!(forwarded(&b, "x-user-email").await, "jane@example.test");
     b.clone().close().await.unwrap();
+}
+
+/// A header the demo app shows it received.
+async fn forwarded(b: &Browser, name: &str) -> String {
+    b.find(Locator::XPath(&format!("//tr[th='{name}']/td")))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .text()
+        .await
+        .unwrap()
 }
 
 struct KillOnDrop<'a>(&'a mut Child);

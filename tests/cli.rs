@@ -76,6 +76,72 @@ on_unauthenticated = "login"
 }
 
 #[test]
+fn check_validates_every_provider() {
+    let (code, out) = check(&format!(
+        r#"
+[jwt]
+secret = "{SECRET}"
+[auth]
+require_state = false
+[kakao]
+client_id = "k"
+redirect_uri = "https://app.example/api/auth/kakao/callback"
+oidc = true
+[[providers]]
+id = "google"
+kind = "oidc"
+client_id = "g"
+client_secret = "s"
+redirect_uri = "https://app.example/api/auth/google/callback"
+scopes = ["email"]
+[[providers]]
+id = "google"
+kind = "oidc"
+issuer = "https://accounts.google.com"
+client_id = "g2"
+client_secret_env = "AUTHGATE_TEST_UNSET_SECRET"
+redirect_uri = "https://app.example/api/auth/google/callback"
+[[providers]]
+id = "Naver_1"
+kind = "naver"
+client_id = "n"
+redirect_uri = "ftp://x"
+[[providers]]
+id = "kakao-biz"
+kind = "kakao"
+client_id = "k2"
+redirect_uri = "https://app.example/api/auth/kakao-biz/callback"
+[[providers]]
+id = "x"
+kind = "saml"
+[[upstreams]]
+name = "app"
+addrs = ["127.0.0.1:3000"]
+[[routes]]
+name = "all"
+path_prefix = "/"
+upstream = "app"
+"#
+    ));
+    assert_eq!(code, 2, "{out}");
+    for expected in [
+        "providers[0].issuer = \"\": set the issuer URL",
+        "providers[0].scopes = [\"email\"]: OpenID Connect needs the \"openid\" scope",
+        "providers[1].id = \"google\": providers[0] already has this id",
+        "providers[1].client_secret_env = \"AUTHGATE_TEST_UNSET_SECRET\": the environment variable",
+        "providers[2].id = \"Naver_1\": use 1 to 32 of a-z, 0-9 and '-'",
+        "providers[2].redirect_uri = \"ftp://x\"",
+        "providers[2].client_secret = \"\": Naver needs the client secret",
+        "providers[3].kind = \"kakao\": [kakao] already declares Kakao",
+        "providers[4].kind = \"saml\": use \"oidc\"",
+        "kakao.oidc = true with auth.require_state = false",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    assert!(out.contains("10 configuration problem(s)"), "{out}");
+}
+
+#[test]
 fn check_explains_prefixes_that_differ_only_in_case() {
     let (code, out) = check(
         r#"

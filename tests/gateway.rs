@@ -361,8 +361,12 @@ async fn browsers_are_redirected_to_login_and_api_clients_get_401() {
     assert_eq!(r.status, 302, "{}", r.text());
     assert_eq!(
         r.header("location"),
-        Some("/api/auth/kakao/login?next=/web/dashboard%3Ftab%3D1")
+        Some("/api/auth/login?next=/web/dashboard%3Ftab%3D1")
     );
+    // No provider is configured here: the login page says so rather than failing.
+    let page = gw.get("/api/auth/login?next=/web/dashboard", &[]).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("No identity provider is configured"));
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let r = gw
         .get("/web/dashboard", &[("Accept", "application/json")])

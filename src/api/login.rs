@@ -1,10 +1,13 @@
-//! The login flow: the authorize URL with a signed `state` (and PKCE), the browser redirect,
-//! and both callbacks that turn Kakao's code into a session.
+//! The login flow, the same for every provider: `{prefix}/{id}/login-url`, `/{id}/login`,
+//! `/{id}/callback` (GET for browsers, POST for single-page clients), and `{prefix}/login`, a
+//! page with one button per provider.
 //!
-//! The `state` binds a login to the browser that started it: `login-url` and `login` set it as
-//! a cookie, and a callback whose state is not that cookie is refused (login CSRF, and a
-//! callback URL from history or a log redeemed elsewhere). Only `auth.require_state = false`,
-//! for the seed's single-page client that posts `code` alone, skips it (and PKCE with it).
+//! The `state` binds a login to the browser that started it and to its provider: `login-url`
+//! and `login` set it as a cookie, and a callback whose state is not that cookie, or was issued
+//! for another provider, is refused (login CSRF, and a callback URL from history or a log
+//! redeemed elsewhere). The PKCE verifier and the OpenID Connect `nonce` are derived from it, so
+//! nothing is stored. Only `auth.require_state = false`, for the seed's single-page client that
+//! posts `code` alone, skips it (and PKCE with it; its Kakao needs neither).
 
 use serde::Deserialize;
 use serde_json::json;
@@ -12,8 +15,7 @@ use serde_json::json;
 use super::{now, safe_next, ApiReply, ApiRequest, AuthApi};
 use crate::cookies;
 use crate::error::GatewayError;
-use crate::providers::kakao::KakaoClient;
-use crate::providers::ProviderError;
+use crate::providers::{LoginRequest, Provider, ProviderError};
 use crate::tokens::state::StateSigner;
 
 #[derive(Deserialize)]
@@ -22,28 +24,61 @@ struct CallbackBody {
     state: Option<String>,
 }
 
+/// A provider's failure as the client sees it: Kakao keeps the seed's `KAKAO_*` codes.
+pub(super) fn failed(provider: &Provider, e: ProviderError) -> GatewayError {
+    if provider.is_kakao() {
+        GatewayError::Provider(e)
+    } else {
+        GatewayError::OtherProvider(e)
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 impl AuthApi {
-    fn kakao(&self) -> Result<&KakaoClient, GatewayError> {
-        // Login is off when no client id is configured: the routes do not exist.
-        self.kakao.as_ref().ok_or(GatewayError::NoRoute)
+    pub(super) fn provider(&self, id: &str) -> Result<&Provider, GatewayError> {
+        // An unknown provider (or login off): the routes do not exist.
+        self.providers
+            .iter()
+            .find(|p| p.id() == id)
+            .ok_or(GatewayError::NoRoute)
     }
 
-    fn start_login(&self, next: &str, pkce: bool) -> Result<(String, String), GatewayError> {
-        let kakao = self.kakao()?;
-        let pkce = pkce && kakao.config().pkce;
-        let (token, state) = self.state.issue(next, pkce, now(), self.state_ttl);
+    async fn start_login(
+        &self,
+        provider: &Provider,
+        next: &str,
+        pkce: bool,
+    ) -> Result<(String, String), GatewayError> {
+        let pkce = pkce && provider.pkce();
+        let (token, state) = self
+            .state
+            .issue(provider.id(), next, pkce, now(), self.state_ttl);
         let challenge =
             pkce.then(|| StateSigner::pkce_challenge(&self.state.pkce_verifier(&state)));
-        Ok((kakao.authorize_url(&token, challenge.as_deref()), token))
+        let url = provider
+            .authorize_url(&token, challenge.as_deref(), &self.state.oidc_nonce(&state))
+            .await
+            .map_err(|e| failed(provider, e))?;
+        Ok((url, token))
     }
 
     fn state_cookie(&self, value: &str, max_age: i64, secure: bool) -> String {
         cookies::set_cookie(cookies::names(secure).state, value, max_age, secure)
     }
 
-    pub(super) fn login_url(&self, req: &ApiRequest) -> Result<ApiReply, GatewayError> {
+    pub(super) async fn login_url(
+        &self,
+        provider: &Provider,
+        req: &ApiRequest,
+    ) -> Result<ApiReply, GatewayError> {
         // A legacy client that will not send the state back cannot complete PKCE either.
-        let (url, state) = self.start_login("/", self.require_state)?;
+        let (url, state) = self.start_login(provider, "/", self.require_state).await?;
         Ok(
             ApiReply::json(200, json!({"login_url": url})).cookie(self.state_cookie(
                 &state,
@@ -53,20 +88,57 @@ impl AuthApi {
         )
     }
 
-    pub(super) fn login(&self, req: &ApiRequest) -> Result<ApiReply, GatewayError> {
+    pub(super) async fn login(
+        &self,
+        provider: &Provider,
+        req: &ApiRequest,
+    ) -> Result<ApiReply, GatewayError> {
         let next = safe_next(req.query("next").as_deref(), &self.allowed_origins);
-        let (url, state) = self.start_login(&next, true)?;
+        let (url, state) = self.start_login(provider, &next, true).await?;
         Ok(ApiReply::redirect(&url).cookie(self.state_cookie(&state, self.state_ttl, req.secure)))
     }
 
-    /// The `next` and PKCE verifier of a verified state, or the error for a bad one. With
-    /// `required`, a state must come back and the browser's state cookie must be that state.
+    /// `{prefix}/login?next=`: one button per provider, each starting that provider's login.
+    pub(super) fn login_page(&self, req: &ApiRequest) -> Result<ApiReply, GatewayError> {
+        let next = safe_next(req.query("next").as_deref(), &self.allowed_origins);
+        let next_q: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+        let buttons: String = self
+            .providers
+            .iter()
+            .map(|p| {
+                format!(
+                    "<li><a class=\"provider {id}\" href=\"{prefix}/{id}/login?next={next_q}\">Log in with {name}</a></li>",
+                    id = html_escape(p.id()),
+                    prefix = html_escape(&self.prefix),
+                    name = html_escape(p.display_name()),
+                )
+            })
+            .collect();
+        let body = if buttons.is_empty() {
+            "<p>No identity provider is configured.</p>".to_string()
+        } else {
+            format!("<ul>{buttons}</ul>")
+        };
+        let page = format!(
+            "<!doctype html><html><head><meta charset=utf-8><title>Log in</title>\
+             <style>body{{font-family:sans-serif;max-width:24em;margin:4em auto}}ul{{list-style:none;padding:0}}\
+             a.provider{{display:block;padding:.7em;margin:.5em 0;border:1px solid #ccc;border-radius:6px;\
+             text-decoration:none;color:#000;text-align:center}}</style></head>\
+             <body><h1>Log in</h1>{body}</body></html>"
+        );
+        Ok(ApiReply::html(200, page))
+    }
+
+    /// The `next` and PKCE verifier and nonce of a verified state, or the error for a bad one.
+    /// With `required`, a state must come back and the browser's state cookie must be that
+    /// state.
     fn check_state(
         &self,
+        provider: &Provider,
         state: Option<&str>,
         cookie: Option<&str>,
         required: bool,
-    ) -> Result<Option<(String, Option<String>)>, GatewayError> {
+    ) -> Result<Option<(String, Option<String>, String)>, GatewayError> {
         let Some(state) = state else {
             return if required {
                 Err(GatewayError::InvalidState)
@@ -77,6 +149,7 @@ impl AuthApi {
         let parsed = self
             .state
             .verify(state, now())
+            .filter(|s| s.v == provider.id())
             .ok_or(GatewayError::InvalidState)?;
         // The state must be this browser's (login CSRF; a callback URL redeemed elsewhere).
         match cookie {
@@ -85,27 +158,37 @@ impl AuthApi {
             _ => {}
         }
         let verifier = parsed.p.then(|| self.state.pkce_verifier(&parsed));
-        Ok(Some((parsed.x, verifier)))
+        let nonce = self.state.oidc_nonce(&parsed);
+        Ok(Some((parsed.x, verifier, nonce)))
     }
 
     pub(super) async fn browser_callback(
         &self,
+        provider: &Provider,
         req: &ApiRequest,
     ) -> Result<ApiReply, GatewayError> {
-        let kakao = self.kakao()?;
         // The browser flow always needs its state, and the cookie that proves it is this browser's.
-        let (next, verifier) = self
-            .check_state(req.query("state").as_deref(), req.cookie(|n| n.state), true)?
+        let state = req.query("state");
+        let (next, verifier, nonce) = self
+            .check_state(provider, state.as_deref(), req.cookie(|n| n.state), true)?
             .expect("required");
         if let Some(err) = req.query("error") {
-            return Err(ProviderError::LoginFailed(format!("authorize returned {err}")).into());
+            return Err(failed(
+                provider,
+                ProviderError::LoginFailed(format!("authorize returned {err}")),
+            ));
         }
         let code = req
             .query("code")
             .ok_or_else(|| GatewayError::BadRequest("callback without code".into()))?;
-        let user = kakao.login(&code, verifier.as_deref()).await?;
         let issued = self
-            .issue_for(&self.store.upsert_user(&user, now()).await?)
+            .redeem(
+                provider,
+                &code,
+                verifier.as_deref(),
+                &nonce,
+                state.as_deref().unwrap_or(""),
+            )
             .await?;
         let mut reply = ApiReply::redirect(&next);
         for c in self.session_cookies(&issued, req.secure) {
@@ -114,8 +197,11 @@ impl AuthApi {
         Ok(reply.cookie(self.state_cookie("", 0, req.secure)))
     }
 
-    pub(super) async fn json_callback(&self, req: &ApiRequest) -> Result<ApiReply, GatewayError> {
-        let kakao = self.kakao()?;
+    pub(super) async fn json_callback(
+        &self,
+        provider: &Provider,
+        req: &ApiRequest,
+    ) -> Result<ApiReply, GatewayError> {
         let content_type = req
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -149,14 +235,26 @@ impl AuthApi {
         // the PKCE verifier comes from the state, so a state alone would let whoever holds a
         // callback URL redeem it by POST.
         let checked = self.check_state(
+            provider,
             body.state.as_deref(),
             req.cookie(|n| n.state),
             self.require_state,
         )?;
-        let verifier = checked.and_then(|(_, v)| v);
-        let user = kakao.login(&code, verifier.as_deref()).await?;
+        // Without a state (the seed's legacy client) there is no nonce to check: only Kakao's
+        // plain OAuth flow works that way, and providers that need a nonce refuse below.
+        let (verifier, nonce) = match checked {
+            Some((_, verifier, nonce)) => (verifier, nonce),
+            None if provider.is_kakao() => (None, String::new()),
+            None => return Err(GatewayError::InvalidState),
+        };
         let issued = self
-            .issue_for(&self.store.upsert_user(&user, now()).await?)
+            .redeem(
+                provider,
+                &code,
+                verifier.as_deref(),
+                &nonce,
+                body.state.as_deref().unwrap_or(""),
+            )
             .await?;
         let reply = self.token_response(&issued);
         Ok(if self.require_state {
@@ -164,5 +262,27 @@ impl AuthApi {
         } else {
             reply
         })
+    }
+
+    /// The code turned into a user (stored) and a new session.
+    async fn redeem(
+        &self,
+        provider: &Provider,
+        code: &str,
+        code_verifier: Option<&str>,
+        nonce: &str,
+        state: &str,
+    ) -> Result<super::Issued, GatewayError> {
+        let user = provider
+            .login(LoginRequest {
+                code,
+                code_verifier,
+                nonce,
+                state,
+            })
+            .await
+            .map_err(|e| failed(provider, e))?;
+        self.issue_for(&self.store.upsert_user(&user, now()).await?)
+            .await
     }
 }

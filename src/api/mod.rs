@@ -4,10 +4,11 @@
 //!
 //! | route | does | file |
 //! |---|---|---|
-//! | `GET  /kakao/login-url` | `{"login_url"}` with a signed `state` (and PKCE when the state will come back) | `login.rs` |
-//! | `GET  /kakao/login?next=` | 302 to Kakao with a state cookie | `login.rs` |
-//! | `GET  /kakao/callback?code&state` | browser flow: state = cookie, tokens as HttpOnly cookies, 302 to `next` | `login.rs` |
-//! | `POST /kakao/callback` | `{"code","state"}` (JSON, form or query) -> the seed's `TokenResponse` | `login.rs` |
+//! | `GET  /login?next=` | a page with one button per provider | `login.rs` |
+//! | `GET  /{id}/login-url` | `{"login_url"}` with a signed `state` (and PKCE when the state will come back) | `login.rs` |
+//! | `GET  /{id}/login?next=` | 302 to the provider with a state cookie | `login.rs` |
+//! | `GET  /{id}/callback?code&state` | browser flow: state = cookie, tokens as HttpOnly cookies, 302 to `next` | `login.rs` |
+//! | `POST /{id}/callback` | `{"code","state"}` (JSON, form or query) -> the seed's `TokenResponse` | `login.rs` |
 //! | `POST /refresh` | rotates the refresh token; reuse after the grace window revokes the family | `session.rs` |
 //! | `GET  /profile` | the seed's `UserProfileResponse` | `session.rs` |
 //! | `POST /logout` | revokes the access token (store first) and every refresh token of the user | `session.rs` |
@@ -28,8 +29,7 @@ use crate::config::Config;
 use crate::cookies;
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
-use crate::providers::kakao::KakaoClient;
-use crate::providers::ProviderError;
+use crate::providers::{Provider, ProviderError};
 use crate::routes::check_target;
 use crate::store::{Store, User};
 use crate::tokens::jwt::{Issuer, Subject, Verifier};
@@ -85,6 +85,14 @@ impl ApiReply {
         }
     }
 
+    fn html(status: u16, page: String) -> ApiReply {
+        ApiReply {
+            status,
+            headers: vec![("content-type", "text/html; charset=utf-8".to_string())],
+            body: page.into_bytes(),
+        }
+    }
+
     fn redirect(location: &str) -> ApiReply {
         ApiReply {
             status: 302,
@@ -123,7 +131,8 @@ type InFlight = Arc<tokio::sync::OnceCell<Result<Issued, GatewayError>>>;
 pub struct AuthApi {
     prefix: String,
     store: Store,
-    kakao: Option<KakaoClient>,
+    /// In the configured order (the login page's).
+    providers: Vec<Provider>,
     issuer: Issuer,
     verifier: Arc<Verifier>,
     revocations: Arc<Revocations>,
@@ -181,11 +190,13 @@ impl AuthApi {
         let keys = cfg.jwt.keys.as_ref().expect("validated config has keys");
         Ok(AuthApi {
             prefix: cfg.auth.prefix.clone(),
-            kakao: cfg
-                .kakao
-                .clone()
-                .map(|k| KakaoClient::new(k, metrics.provider_duration.clone()))
-                .transpose()?,
+            providers: cfg
+                .providers
+                .iter()
+                .map(|p| {
+                    Provider::build(p, metrics.provider_duration.clone(), cfg.jwt.leeway_seconds)
+                })
+                .collect::<Result<_, _>>()?,
             metrics,
             store,
             issuer: Issuer::new(&cfg.jwt),
@@ -214,34 +225,35 @@ impl AuthApi {
 
     pub async fn handle(&self, req: ApiRequest) -> ApiReply {
         let outcome = self.route(&req).await;
-        if req.path.ends_with("/kakao/callback")
-            && !matches!(
+        if let Some(provider) = self.callback_of(&req.path) {
+            if !matches!(
                 outcome,
                 Err(GatewayError::NoRoute | GatewayError::MethodNotAllowed(_))
-            )
-        {
-            let result = match &outcome {
-                Ok(_) => "success",
-                Err(GatewayError::Provider(ProviderError::LoginFailed(_))) => "login_failed",
-                Err(GatewayError::Provider(ProviderError::Unavailable(_))) => {
-                    "provider_unavailable"
-                }
-                Err(GatewayError::Provider(ProviderError::Timeout)) => "provider_timeout",
-                Err(GatewayError::InvalidState) => "invalid_state",
-                Err(GatewayError::Store(_)) => "store_unavailable",
-                Err(_) => "bad_request",
-            };
-            self.metrics
-                .logins
-                .with_label_values(&["kakao", result])
-                .inc();
+            ) {
+                let result = match &outcome {
+                    Ok(_) => "success",
+                    Err(GatewayError::Provider(e) | GatewayError::OtherProvider(e)) => match e {
+                        ProviderError::LoginFailed(_) => "login_failed",
+                        ProviderError::Unavailable(_) => "provider_unavailable",
+                        ProviderError::Timeout => "provider_timeout",
+                    },
+                    Err(GatewayError::InvalidState) => "invalid_state",
+                    Err(GatewayError::Store(_)) => "store_unavailable",
+                    Err(_) => "bad_request",
+                };
+                self.metrics
+                    .logins
+                    .with_label_values(&[provider, result])
+                    .inc();
+            }
         }
         match outcome {
             Ok(reply) => reply,
             Err(e) => {
                 match &e {
                     GatewayError::Store(_)
-                    | GatewayError::Provider(ProviderError::Unavailable(_)) => {
+                    | GatewayError::Provider(ProviderError::Unavailable(_))
+                    | GatewayError::OtherProvider(ProviderError::Unavailable(_)) => {
                         tracing::warn!(path = %req.path, error = %e, "auth endpoint failed")
                     }
                     _ => tracing::info!(path = %req.path, error = %e, "auth endpoint refused"),
@@ -258,6 +270,15 @@ impl AuthApi {
         }
     }
 
+    /// The id of the configured provider whose callback `path` is (metric label: bounded).
+    fn callback_of(&self, path: &str) -> Option<&str> {
+        let id = path
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix('/')?
+            .strip_suffix("/callback")?;
+        self.providers.iter().map(Provider::id).find(|p| *p == id)
+    }
+
     async fn route(&self, req: &ApiRequest) -> Result<ApiReply, GatewayError> {
         if req.path == JWKS_PATH {
             return match (&req.method, &self.jwks) {
@@ -272,18 +293,26 @@ impl AuthApi {
         };
         let m = &req.method;
         match sub {
-            "/kakao/login-url" if m == Method::GET => self.login_url(req),
-            "/kakao/login" if m == Method::GET => self.login(req),
-            "/kakao/callback" if m == Method::GET => self.browser_callback(req).await,
-            "/kakao/callback" if m == Method::POST => self.json_callback(req).await,
-            "/refresh" if m == Method::POST => self.refresh(req).await,
-            "/profile" if m == Method::GET => self.profile(req).await,
-            "/logout" if m == Method::POST => self.logout(req).await,
-            "/kakao/login-url" | "/kakao/login" | "/profile" => {
-                Err(GatewayError::MethodNotAllowed("GET".into()))
-            }
-            "/kakao/callback" => Err(GatewayError::MethodNotAllowed("GET, POST".into())),
-            "/refresh" | "/logout" => Err(GatewayError::MethodNotAllowed("POST".into())),
+            "/login" if m == Method::GET => return self.login_page(req),
+            "/refresh" if m == Method::POST => return self.refresh(req).await,
+            "/profile" if m == Method::GET => return self.profile(req).await,
+            "/logout" if m == Method::POST => return self.logout(req).await,
+            "/login" | "/profile" => return Err(GatewayError::MethodNotAllowed("GET".into())),
+            "/refresh" | "/logout" => return Err(GatewayError::MethodNotAllowed("POST".into())),
+            _ => {}
+        }
+        // `/{provider}/{action}`
+        let Some((id, action)) = sub.strip_prefix('/').and_then(|s| s.split_once('/')) else {
+            return Err(GatewayError::NoRoute);
+        };
+        let provider = self.provider(id)?;
+        match action {
+            "login-url" if m == Method::GET => self.login_url(provider, req).await,
+            "login" if m == Method::GET => self.login(provider, req).await,
+            "callback" if m == Method::GET => self.browser_callback(provider, req).await,
+            "callback" if m == Method::POST => self.json_callback(provider, req).await,
+            "login-url" | "login" => Err(GatewayError::MethodNotAllowed("GET".into())),
+            "callback" => Err(GatewayError::MethodNotAllowed("GET, POST".into())),
             _ => Err(GatewayError::NoRoute),
         }
     }

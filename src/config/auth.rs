@@ -46,12 +46,6 @@ pub struct AuthConfig {
     pub refresh_reuse_grace_seconds: u64,
 }
 
-impl AuthConfig {
-    pub fn login_path(&self) -> String {
-        format!("{}/kakao/login", self.prefix)
-    }
-}
-
 pub(super) fn read_identity(s: &Sec<'_>, p: &mut Vec<Problem>) -> IdentityConfig {
     s.only_keys(
         &["user_id", "email", "nickname", "provider", "strip_prefix"],

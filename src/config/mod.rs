@@ -60,8 +60,9 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub auth: AuthConfig,
     pub store: StoreConfig,
-    /// `None` when `kakao.client_id` is empty: login is off, tokens are only verified.
-    pub kakao: Option<KakaoConfig>,
+    /// Every identity provider, `[kakao]` first when its `client_id` is set, then
+    /// `[[providers]]` in file order; empty: login is off, tokens are only verified.
+    pub providers: Vec<ProviderConfig>,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
     pub rate_limit: RateLimitConfig,
@@ -113,6 +114,7 @@ impl Config {
                 "auth",
                 "store",
                 "kakao",
+                "providers",
                 "upstreams",
                 "routes",
                 "rate_limit",
@@ -126,7 +128,19 @@ impl Config {
         let identity = read_identity(&top.table("identity", &mut p), &mut p);
         let auth = read_auth(&top.table("auth", &mut p), &mut p);
         let store = read_store(&top.table("store", &mut p), &mut p);
-        let kakao = read_kakao(&top.table("kakao", &mut p), env, &mut p);
+        // Each provider with the key it was declared under, for the cross-checks' messages.
+        let mut declared: Vec<(String, ProviderConfig)> =
+            read_kakao(&top.table("kakao", &mut p), env, &mut p)
+                .map(|k| ("kakao".to_string(), ProviderConfig::Kakao(k)))
+                .into_iter()
+                .collect();
+        for (i, s) in top.array_of_tables("providers", &mut p).iter().enumerate() {
+            if let Some(provider) = read_provider(s, env, &mut p) {
+                declared.push((format!("providers[{i}]"), provider));
+            }
+        }
+        check_providers(&declared, &auth, &mut p);
+        let providers: Vec<ProviderConfig> = declared.into_iter().map(|(_, c)| c).collect();
         let rate_limit = read_rate_limit(&top.table("rate_limit", &mut p), &mut p);
         let log = read_log(&top.table("log", &mut p), &mut p);
         let upstreams: Vec<UpstreamConfig> = top
@@ -148,7 +162,7 @@ impl Config {
                 identity,
                 auth,
                 store,
-                kakao,
+                providers,
                 upstreams,
                 routes,
                 rate_limit,
@@ -156,6 +170,67 @@ impl Config {
             })
         } else {
             Err(Problems(p))
+        }
+    }
+}
+
+impl Config {
+    /// Where `on_unauthenticated = "redirect"` sends browsers: straight to the provider's login
+    /// when there is one, else the page with a button for each.
+    pub fn login_path(&self) -> String {
+        match self.providers.as_slice() {
+            [only] => format!("{}/{}/login", self.auth.prefix, only.id()),
+            _ => format!("{}/login", self.auth.prefix),
+        }
+    }
+
+    /// The Kakao provider, if any (Kakao keeps its own paths and error codes).
+    pub fn kakao(&self) -> Option<&KakaoConfig> {
+        self.providers.iter().find_map(|p| match p {
+            ProviderConfig::Kakao(k) => Some(k),
+            _ => None,
+        })
+    }
+}
+
+/// Provider ids are unique (they name paths, users and metrics), Kakao is declared once, and
+/// Kakao's OIDC mode has the state its `nonce` comes from. `declared`: each provider with the
+/// key it was declared under.
+fn check_providers(declared: &[(String, ProviderConfig)], auth: &AuthConfig, p: &mut Vec<Problem>) {
+    let mut ids: Vec<(&str, &str)> = Vec::new();
+    for (key, provider) in declared {
+        let id = provider.id();
+        match ids.iter().find(|(other, _)| *other == id) {
+            Some((_, first)) if !id.is_empty() => p.push(Problem {
+                key: format!("{key}.id"),
+                value: format!("{id:?}"),
+                fix: format!(
+                    "{first} already has this id: provider ids must be unique (they name paths, users and metrics; [kakao] is \"kakao\")"
+                ),
+            }),
+            _ => ids.push((id, key)),
+        }
+    }
+    let kakaos: Vec<&str> = declared
+        .iter()
+        .filter(|(_, c)| matches!(c, ProviderConfig::Kakao(_)))
+        .map(|(key, _)| key.as_str())
+        .collect();
+    if let [first, again, ..] = kakaos.as_slice() {
+        let first = if *first == "kakao" { "[kakao]" } else { first };
+        p.push(Problem {
+            key: format!("{again}.kind"),
+            value: "\"kakao\"".into(),
+            fix: format!("{first} already declares Kakao: declare it once, as [kakao] or as one [[providers]] table with kind = \"kakao\""),
+        });
+    }
+    for (key, provider) in declared {
+        if matches!(provider, ProviderConfig::Kakao(k) if k.oidc) && !auth.require_state {
+            p.push(Problem {
+                key: format!("{key}.oidc"),
+                value: "true with auth.require_state = false".into(),
+                fix: "OpenID Connect binds each login to its state (the nonce comes from it): set auth.require_state = true, or oidc = false for a client that posts the code alone".into(),
+            });
         }
     }
 }
@@ -292,7 +367,11 @@ mod tests {
         );
         assert_eq!(c.identity.user_id, "X-User-Id");
         assert_eq!(c.identity.strip_prefix, "X-User-");
-        assert_eq!(c.auth.login_path(), "/api/auth/kakao/login");
+        assert_eq!(
+            c.login_path(),
+            "/api/auth/login",
+            "no provider: the login page"
+        );
         let u = &c.upstreams[0];
         assert_eq!(
             (
@@ -410,7 +489,7 @@ mod tests {
     #[test]
     fn kakao_is_off_without_a_client_id_and_the_seed_env_turns_it_on() {
         let c = parse(&minimal("")).unwrap();
-        assert!(c.kakao.is_none());
+        assert!(c.kakao().is_none());
         assert_eq!(c.store.url, "sqlite://authgate.db");
         assert!(c.auth.require_state);
         let env = |k: &str| match k {
@@ -419,10 +498,8 @@ mod tests {
             "KAKAO_REDIRECT_URI" => Some("https://app.example/api/auth/kakao/callback".to_string()),
             _ => None,
         };
-        let k = Config::parse(&minimal(""), Path::new("."), &env)
-            .unwrap()
-            .kakao
-            .unwrap();
+        let k = Config::parse(&minimal(""), Path::new("."), &env).unwrap();
+        let k = k.kakao().unwrap().clone();
         assert_eq!(
             (k.client_id.as_str(), k.client_secret.as_str()),
             ("rest-key", "s3cret")

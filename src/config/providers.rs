@@ -1,10 +1,27 @@
-//! `[kakao]`: the Kakao Login client, on when `client_id` is set (the seed's environment variables too).
+//! The identity providers: `[kakao]` (the seed's section and environment variables, on when
+//! `client_id` is set) and `[[providers]]` (any number of OpenID Connect issuers, Naver, or Kakao
+//! declared the same way).
+//!
+//! ```toml
+//! [[providers]]
+//! id = "google"                # [a-z0-9-]{1,32}: paths, the token's `provider` claim, metric labels
+//! kind = "oidc"                # "oidc" | "naver" | "kakao"
+//! display_name = "Google"      # the login page's button
+//! issuer = "https://accounts.google.com"
+//! client_id = "…"
+//! client_secret_env = "GOOGLE_CLIENT_SECRET"   # or client_secret = "…"
+//! redirect_uri = "https://app.example/api/auth/google/callback"
+//! scopes = ["openid", "email", "profile"]
+//! ```
 
 use super::reader::{env_or, Sec};
 use super::{EnvLookup, Problem};
 
+/// Kakao Login (`kind = "kakao"`, or the `[kakao]` section).
 #[derive(Debug, Clone)]
 pub struct KakaoConfig {
+    pub id: String,
+    pub display_name: String,
     pub client_id: String,
     pub client_secret: String,
     pub redirect_uri: String,
@@ -14,33 +31,148 @@ pub struct KakaoConfig {
     pub userinfo_url: String,
     pub pkce: bool,
     pub timeout_ms: u64,
+    /// Kakao's OpenID Connect mode: `openid` is added to the scopes and the `id_token` is
+    /// verified as well as the user-info call made.
+    pub oidc: bool,
+    pub issuer: String,
+    pub jwks_url: String,
+}
+
+/// Any OpenID Connect issuer (`kind = "oidc"`).
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub id: String,
+    pub display_name: String,
+    /// Exactly as the issuer writes it in its discovery document and `iss`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    /// Overrides of what discovery says; with all four set, no discovery is made.
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub userinfo_url: Option<String>,
+    pub jwks_url: Option<String>,
+    pub pkce: bool,
+    pub timeout_ms: u64,
+}
+
+/// Naver Login (`kind = "naver"`): plain OAuth 2.0 and Naver's profile API.
+#[derive(Debug, Clone)]
+pub struct NaverConfig {
+    pub id: String,
+    pub display_name: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+    pub authorize_url: String,
+    pub token_url: String,
+    pub userinfo_url: String,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProviderConfig {
+    Kakao(KakaoConfig),
+    Oidc(OidcConfig),
+    Naver(NaverConfig),
+}
+
+impl ProviderConfig {
+    pub fn id(&self) -> &str {
+        match self {
+            ProviderConfig::Kakao(c) => &c.id,
+            ProviderConfig::Oidc(c) => &c.id,
+            ProviderConfig::Naver(c) => &c.id,
+        }
+    }
+
+    pub fn display_name(&self) -> &str {
+        match self {
+            ProviderConfig::Kakao(c) => &c.display_name,
+            ProviderConfig::Oidc(c) => &c.display_name,
+            ProviderConfig::Naver(c) => &c.display_name,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderConfig::Kakao(_) => "kakao",
+            ProviderConfig::Oidc(_) => "oidc",
+            ProviderConfig::Naver(_) => "naver",
+        }
+    }
 }
 
 const KAKAO_AUTHORIZE_URL: &str = "https://kauth.kakao.com/oauth/authorize";
-
 const KAKAO_TOKEN_URL: &str = "https://kauth.kakao.com/oauth/token";
-
 const KAKAO_USERINFO_URL: &str = "https://kapi.kakao.com/v2/user/me";
+const KAKAO_ISSUER: &str = "https://kauth.kakao.com";
+const KAKAO_JWKS_URL: &str = "https://kauth.kakao.com/.well-known/jwks.json";
+const NAVER_AUTHORIZE_URL: &str = "https://nid.naver.com/oauth2.0/authorize";
+const NAVER_TOKEN_URL: &str = "https://nid.naver.com/oauth2.0/token";
+const NAVER_USERINFO_URL: &str = "https://openapi.naver.com/v1/nid/me";
 
+/// An absolute http(s) URL, or a problem naming the key.
+fn url_key(s: &Sec<'_>, key: &str, default: &str, p: &mut Vec<Problem>) -> String {
+    let v = s.string(key, default, p);
+    if !is_http_url(&v) {
+        p.push(s.problem(
+            key,
+            format!("{v:?}"),
+            if default.is_empty() {
+                "must be an absolute http(s) URL".to_string()
+            } else {
+                format!("must be an absolute http(s) URL, default {default:?}")
+            },
+        ));
+    }
+    v
+}
+
+fn optional_url(s: &Sec<'_>, key: &str, p: &mut Vec<Problem>) -> Option<String> {
+    s.t.contains_key(key).then(|| url_key(s, key, "", p))
+}
+
+fn is_http_url(v: &str) -> bool {
+    url::Url::parse(v).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
+fn check_redirect_uri(s: &Sec<'_>, redirect_uri: &str, example: &str, p: &mut Vec<Problem>) {
+    if !is_http_url(redirect_uri) {
+        p.push(s.problem(
+            "redirect_uri",
+            format!("{redirect_uri:?}"),
+            format!("set the redirect URI registered at the provider, e.g. {example:?}"),
+        ));
+    }
+}
+
+const KAKAO_KEYS: &[&str] = &[
+    "client_id",
+    "client_secret",
+    "redirect_uri",
+    "scopes",
+    "authorize_url",
+    "token_url",
+    "userinfo_url",
+    "pkce",
+    "timeout_ms",
+    "oidc",
+    "issuer",
+    "jwks_url",
+];
+
+/// `[kakao]`: `None` while `client_id` is empty (the seed's environment variables override).
 pub(super) fn read_kakao(
     s: &Sec<'_>,
     env: EnvLookup<'_>,
     p: &mut Vec<Problem>,
 ) -> Option<KakaoConfig> {
-    s.only_keys(
-        &[
-            "client_id",
-            "client_secret",
-            "redirect_uri",
-            "scopes",
-            "authorize_url",
-            "token_url",
-            "userinfo_url",
-            "pkce",
-            "timeout_ms",
-        ],
-        p,
-    );
+    let known: Vec<&str> = KAKAO_KEYS.iter().copied().chain(["display_name"]).collect();
+    s.only_keys(&known, p);
+    let display_name = s.string("display_name", "Kakao", p);
     let client_id = env_or(env, "KAKAO_CLIENT_ID", || s.string("client_id", "", p));
     let client_secret = env_or(env, "KAKAO_CLIENT_SECRET", || {
         s.string("client_secret", "", p)
@@ -48,42 +180,55 @@ pub(super) fn read_kakao(
     let redirect_uri = env_or(env, "KAKAO_REDIRECT_URI", || {
         s.string("redirect_uri", "", p)
     });
-    let scopes = s.strings(
+    let kakao = kakao_fields(
+        s,
+        "kakao",
+        &display_name,
+        client_id,
+        client_secret,
+        redirect_uri,
+        p,
+    );
+    kakao.filter(|k| !k.client_id.is_empty())
+}
+
+/// The keys a Kakao provider shares between `[kakao]` and `[[providers]]`.
+fn kakao_fields(
+    s: &Sec<'_>,
+    id: &str,
+    display_name: &str,
+    client_id: String,
+    client_secret: String,
+    redirect_uri: String,
+    p: &mut Vec<Problem>,
+) -> Option<KakaoConfig> {
+    let oidc = s.bool("oidc", false, p);
+    let mut scopes = s.strings(
         "scopes",
         &["profile_nickname", "profile_image", "account_email"],
         p,
     );
-    let url_key = |key: &str, default: &str, p: &mut Vec<Problem>| {
-        let v = s.string(key, default, p);
-        match url::Url::parse(&v) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            _ => p.push(s.problem(
-                key,
-                format!("{v:?}"),
-                format!("must be an absolute http(s) URL, default {default:?}"),
-            )),
-        }
-        v
-    };
-    let authorize_url = url_key("authorize_url", KAKAO_AUTHORIZE_URL, p);
-    let token_url = url_key("token_url", KAKAO_TOKEN_URL, p);
-    let userinfo_url = url_key("userinfo_url", KAKAO_USERINFO_URL, p);
+    if oidc && !scopes.iter().any(|sc| sc == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    let authorize_url = url_key(s, "authorize_url", KAKAO_AUTHORIZE_URL, p);
+    let token_url = url_key(s, "token_url", KAKAO_TOKEN_URL, p);
+    let userinfo_url = url_key(s, "userinfo_url", KAKAO_USERINFO_URL, p);
+    let issuer = s.string("issuer", KAKAO_ISSUER, p);
+    let jwks_url = url_key(s, "jwks_url", KAKAO_JWKS_URL, p);
     let pkce = s.bool("pkce", true, p);
     let timeout_ms = s.int("timeout_ms", 5000, 100, 60_000, p);
-    if client_id.is_empty() {
-        return None;
-    }
-    if url::Url::parse(&redirect_uri)
-        .map(|u| !matches!(u.scheme(), "http" | "https"))
-        .unwrap_or(true)
-    {
-        p.push(s.problem(
-            "redirect_uri",
-            format!("{redirect_uri:?}"),
-            "set the redirect URI registered at Kakao, e.g. \"https://app.example/api/auth/kakao/callback\" (env KAKAO_REDIRECT_URI)",
-        ));
+    if !client_id.is_empty() {
+        check_redirect_uri(
+            s,
+            &redirect_uri,
+            &format!("https://app.example/api/auth/{id}/callback"),
+            p,
+        );
     }
     Some(KakaoConfig {
+        id: id.to_string(),
+        display_name: display_name.to_string(),
         client_id,
         client_secret,
         redirect_uri,
@@ -93,5 +238,169 @@ pub(super) fn read_kakao(
         userinfo_url,
         pkce,
         timeout_ms,
+        oidc,
+        issuer,
+        jwks_url,
     })
+}
+
+/// One `[[providers]]` table.
+pub(super) fn read_provider(
+    s: &Sec<'_>,
+    env: EnvLookup<'_>,
+    p: &mut Vec<Problem>,
+) -> Option<ProviderConfig> {
+    let kind = s.string("kind", "", p);
+    let mut known: Vec<&str> = vec!["id", "kind", "display_name", "client_secret_env"];
+    match kind.as_str() {
+        "kakao" => known.extend(KAKAO_KEYS),
+        "oidc" => known.extend([
+            "issuer",
+            "client_id",
+            "client_secret",
+            "redirect_uri",
+            "scopes",
+            "authorize_url",
+            "token_url",
+            "userinfo_url",
+            "jwks_url",
+            "pkce",
+            "timeout_ms",
+        ]),
+        "naver" => known.extend([
+            "client_id",
+            "client_secret",
+            "redirect_uri",
+            "authorize_url",
+            "token_url",
+            "userinfo_url",
+            "timeout_ms",
+        ]),
+        other => {
+            p.push(s.problem(
+                "kind",
+                format!("{other:?}"),
+                "use \"oidc\" (any OpenID Connect issuer), \"naver\" or \"kakao\"",
+            ));
+            return None;
+        }
+    }
+    s.only_keys(&known, p);
+    let id = s.nonempty_string("id", "", p);
+    if !id.is_empty() && !is_provider_id(&id) {
+        p.push(s.problem(
+            "id",
+            format!("{id:?}"),
+            "use 1 to 32 of a-z, 0-9 and '-': it appears in paths, tokens and metric labels",
+        ));
+    }
+    let display_name = s.string("display_name", &id, p);
+    let client_id = s.nonempty_string("client_id", "", p);
+    let secret_env = s.string("client_secret_env", "", p);
+    let client_secret = if secret_env.is_empty() {
+        s.string("client_secret", "", p)
+    } else {
+        if s.t.contains_key("client_secret") {
+            p.push(s.problem(
+                "client_secret",
+                "(set)",
+                "set client_secret or client_secret_env, not both",
+            ));
+        }
+        match env(&secret_env) {
+            Some(v) => v,
+            None => {
+                p.push(s.problem(
+                    "client_secret_env",
+                    format!("{secret_env:?}"),
+                    format!("the environment variable {secret_env} is not set"),
+                ));
+                String::new()
+            }
+        }
+    };
+    let redirect_uri = s.string("redirect_uri", "", p);
+    let timeout_ms = s.int("timeout_ms", 5000, 100, 60_000, p);
+    let example = format!("https://app.example/api/auth/{id}/callback");
+    match kind.as_str() {
+        "kakao" => kakao_fields(
+            s,
+            &id,
+            &display_name,
+            client_id,
+            client_secret,
+            redirect_uri,
+            p,
+        )
+        .map(ProviderConfig::Kakao),
+        "naver" => {
+            check_redirect_uri(s, &redirect_uri, &example, p);
+            if client_secret.is_empty() {
+                p.push(s.problem(
+                    "client_secret",
+                    "\"\"",
+                    "Naver needs the client secret (or client_secret_env)",
+                ));
+            }
+            Some(ProviderConfig::Naver(NaverConfig {
+                authorize_url: url_key(s, "authorize_url", NAVER_AUTHORIZE_URL, p),
+                token_url: url_key(s, "token_url", NAVER_TOKEN_URL, p),
+                userinfo_url: url_key(s, "userinfo_url", NAVER_USERINFO_URL, p),
+                id,
+                display_name,
+                client_id,
+                client_secret,
+                redirect_uri,
+                timeout_ms,
+            }))
+        }
+        _ => {
+            check_redirect_uri(s, &redirect_uri, &example, p);
+            let issuer = s.string("issuer", "", p);
+            let authorize_url = optional_url(s, "authorize_url", p);
+            let token_url = optional_url(s, "token_url", p);
+            let userinfo_url = optional_url(s, "userinfo_url", p);
+            let jwks_url = optional_url(s, "jwks_url", p);
+            if !is_http_url(&issuer) {
+                p.push(s.problem(
+                    "issuer",
+                    format!("{issuer:?}"),
+                    "set the issuer URL exactly as the provider writes it (its `iss`), e.g. \"https://accounts.google.com\"",
+                ));
+            }
+            let scopes = s.strings("scopes", &["openid", "email", "profile"], p);
+            if !scopes.iter().any(|sc| sc == "openid") {
+                p.push(s.problem(
+                    "scopes",
+                    format!("{scopes:?}"),
+                    "OpenID Connect needs the \"openid\" scope",
+                ));
+            }
+            Some(ProviderConfig::Oidc(OidcConfig {
+                id,
+                display_name,
+                issuer,
+                client_id,
+                client_secret,
+                redirect_uri,
+                scopes,
+                authorize_url,
+                token_url,
+                userinfo_url,
+                jwks_url,
+                pkce: s.bool("pkce", true, p),
+                timeout_ms,
+            }))
+        }
+    }
+}
+
+/// `[a-z0-9-]{1,32}`, not starting or ending with '-'.
+pub fn is_provider_id(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+        && !id.ends_with('-')
 }

@@ -3,23 +3,26 @@
 //! trusted until it parses into the expected shape. Authorization codes and Kakao's tokens are
 //! never logged or returned: KOE320 error descriptions echo the code, so only `error_code` and
 //! `error` are kept.
-
-use std::time::Duration;
+//!
+//! In Kakao's OpenID Connect mode (`oidc = true`) the authorize request carries `openid` and a
+//! `nonce`, and the `id_token` of the token response is verified (`id_token.rs`: Kakao's JWKS,
+//! issuer, `aud` = the REST API key, the nonce) besides the user-info call, whose `id` must be
+//! the token's `sub`.
 
 use serde::Deserialize;
 
-use super::ProviderError;
+use super::id_token::{self, Jwks, Rules};
+use super::{http, LoginRequest, ProviderError};
 use crate::config::KakaoConfig;
 use crate::store::ProviderUser;
-
-/// Largest Kakao response read; real ones are a few hundred bytes.
-const MAX_BODY: usize = 64 * 1024;
 
 pub struct KakaoClient {
     http: reqwest::Client,
     cfg: KakaoConfig,
     /// `authgate_provider_request_duration_seconds{provider, endpoint}`.
     durations: prometheus::HistogramVec,
+    jwks: Jwks,
+    leeway: u64,
 }
 
 #[derive(Deserialize)]
@@ -27,6 +30,8 @@ struct TokenOk {
     access_token: String,
     #[allow(dead_code)]
     token_type: String,
+    #[serde(default)]
+    id_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -67,18 +72,15 @@ impl KakaoClient {
     pub fn new(
         cfg: KakaoConfig,
         durations: prometheus::HistogramVec,
+        leeway: u64,
     ) -> Result<KakaoClient, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_millis(cfg.timeout_ms))
-            .connect_timeout(Duration::from_millis(cfg.timeout_ms.min(3000)))
-            .no_proxy()
-            .user_agent(concat!("authgate/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = http::client(cfg.timeout_ms)?;
         Ok(KakaoClient {
+            jwks: Jwks::new(&cfg.id, http.clone(), durations.clone()),
             http,
             cfg,
             durations,
+            leeway,
         })
     }
 
@@ -87,7 +89,7 @@ impl KakaoClient {
     }
 
     /// The authorize URL; scopes are comma-separated as Kakao expects at authorize.
-    pub fn authorize_url(&self, state: &str, code_challenge: Option<&str>) -> String {
+    pub fn authorize_url(&self, state: &str, code_challenge: Option<&str>, nonce: &str) -> String {
         let mut url = url::Url::parse(&self.cfg.authorize_url).expect("validated by config");
         {
             let mut q = url.query_pairs_mut();
@@ -96,6 +98,9 @@ impl KakaoClient {
                 .append_pair("response_type", "code")
                 .append_pair("scope", &self.cfg.scopes.join(","))
                 .append_pair("state", state);
+            if self.cfg.oidc {
+                q.append_pair("nonce", nonce);
+            }
             if let Some(challenge) = code_challenge {
                 q.append_pair("code_challenge", challenge)
                     .append_pair("code_challenge_method", "S256");
@@ -104,32 +109,52 @@ impl KakaoClient {
         url.into()
     }
 
-    /// Exchanges the code and reads the profile.
-    pub async fn login(
-        &self,
-        code: &str,
-        code_verifier: Option<&str>,
-    ) -> Result<ProviderUser, ProviderError> {
-        // Timers observe when dropped, on every path.
-        let token = {
-            let _timer = self
-                .durations
-                .with_label_values(&["kakao", "token"])
-                .start_timer();
-            self.exchange(code, code_verifier).await?
+    /// Exchanges the code and reads the profile (and in OIDC mode verifies the `id_token`).
+    pub async fn login(&self, req: LoginRequest<'_>) -> Result<ProviderUser, ProviderError> {
+        let token = self.exchange(req.code, req.code_verifier).await?;
+        let sub = match (self.cfg.oidc, &token.id_token) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(ProviderError::LoginFailed(
+                    "no id_token: is OpenID Connect enabled for the app in the Kakao console?"
+                        .into(),
+                ))
+            }
+            (true, Some(id_token)) => {
+                let rules = Rules {
+                    issuer: &self.cfg.issuer,
+                    client_id: &self.cfg.client_id,
+                    leeway: self.leeway,
+                };
+                let now = jsonwebtoken::get_current_timestamp() as i64;
+                Some(
+                    id_token::verify(
+                        &self.jwks,
+                        &self.cfg.jwks_url,
+                        &rules,
+                        id_token,
+                        req.nonce,
+                        now,
+                    )
+                    .await?
+                    .sub,
+                )
+            }
         };
-        let _timer = self
-            .durations
-            .with_label_values(&["kakao", "userinfo"])
-            .start_timer();
-        self.me(&token).await
+        let user = self.me(&token.access_token).await?;
+        if sub.is_some_and(|sub| sub != user.provider_user_id) {
+            return Err(ProviderError::LoginFailed(
+                "the id_token and the user info name different users".into(),
+            ));
+        }
+        Ok(user)
     }
 
     async fn exchange(
         &self,
         code: &str,
         code_verifier: Option<&str>,
-    ) -> Result<String, ProviderError> {
+    ) -> Result<TokenOk, ProviderError> {
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("client_id", self.cfg.client_id.as_str()),
@@ -142,18 +167,10 @@ impl KakaoClient {
         if let Some(v) = code_verifier {
             form.push(("code_verifier", v));
         }
-        let resp = self
-            .http
-            .post(&self.cfg.token_url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = resp.status().as_u16();
-        let body = read_capped(resp).await?;
+        let request = self.http.post(&self.cfg.token_url).form(&form);
+        let (status, body) = http::call(&self.durations, &self.cfg.id, "token", request).await?;
         match status {
             200 => serde_json::from_slice::<TokenOk>(&body)
-                .map(|t| t.access_token)
                 .map_err(|_| ProviderError::Unavailable("token response is not the expected JSON".into())),
             400..=499 => match serde_json::from_slice::<OauthError>(&body) {
                 // Our own credentials are wrong: not the user's fault, and not fixable by retrying.
@@ -173,19 +190,15 @@ impl KakaoClient {
     }
 
     async fn me(&self, access_token: &str) -> Result<ProviderUser, ProviderError> {
-        let resp = self
+        let request = self
             .http
             .get(&self.cfg.userinfo_url)
             .bearer_auth(access_token)
             .header(
                 "content-type",
                 "application/x-www-form-urlencoded;charset=utf-8",
-            )
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = resp.status().as_u16();
-        let body = read_capped(resp).await?;
+            );
+        let (status, body) = http::call(&self.durations, &self.cfg.id, "userinfo", request).await?;
         if status != 200 {
             return Err(ProviderError::Unavailable(format!(
                 "user info answered {status}"
@@ -205,47 +218,15 @@ impl KakaoClient {
             account.is_email_valid,
             account.is_email_verified,
         ) {
-            (Some(e), Some(true), Some(true)) if e.len() <= 254 && e.contains('@') => Some(e),
+            (Some(e), Some(true), Some(true)) => http::clean_email(Some(e)),
             _ => None,
         };
-        let nickname: String = profile
-            .nickname
-            .unwrap_or_default()
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(100)
-            .collect();
-        let profile_image = profile
-            .profile_image_url
-            .filter(|u| u.len() <= 2048 && (u.starts_with("https://") || u.starts_with("http://")));
         Ok(ProviderUser {
-            provider: "kakao".into(),
+            provider: self.cfg.id.clone(),
             provider_user_id: me.id.to_string(),
             email,
-            nickname,
-            profile_image,
+            nickname: http::clean_name(&profile.nickname.unwrap_or_default()),
+            profile_image: http::clean_picture(profile.profile_image_url),
         })
     }
-}
-
-fn transport(e: reqwest::Error) -> ProviderError {
-    if e.is_timeout() {
-        ProviderError::Timeout
-    } else {
-        // Without the URL: it may carry a query, and the log needs the kind, not the address.
-        ProviderError::Unavailable(format!("cannot reach Kakao: {}", e.without_url()))
-    }
-}
-
-async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(ProviderError::Unavailable(
-                "Kakao response too large".into(),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }

@@ -4,7 +4,9 @@
 //! expire; the token endpoint checks client_id/client_secret (client_secret_post) and answers in
 //! Kakao's shapes (`bearer` lowercase, space-separated scope, `{"error","error_description",
 //! "error_code"}`); `/v2/user/me` omits unconsented fields and sets the `*_needs_agreement` flags;
-//! kapi errors use `{"msg","code"}`. Faults (500, an HTML body, a hang) can be switched on.
+//! kapi errors use `{"msg","code"}`. With `openid` in the scope (Kakao's OpenID Connect mode) the
+//! token response carries a signed `id_token` and `/.well-known/jwks.json` publishes its key.
+//! Faults (500, an HTML body, a hang, a spoilt `id_token`) can be switched on.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,6 +18,7 @@ use serde_json::json;
 use sha2::Digest;
 use tokio::net::TcpListener;
 
+use super::fake_oidc::{self, IdTokenFault, SigningAlg};
 use crate::localhttp::{self, Reply};
 
 /// A test account on the fake.
@@ -61,6 +64,7 @@ struct Grant {
     redirect_uri: String,
     challenge: Option<String>,
     scopes: Vec<String>,
+    nonce: Option<String>,
     issued: Instant,
 }
 
@@ -70,6 +74,7 @@ struct State {
     fault: Fault,
     /// Added to the age of every code, to test expiry without waiting ten minutes.
     code_age_offset: Duration,
+    id_token_fault: IdTokenFault,
 }
 
 pub struct FakeKakaoConfig {
@@ -88,13 +93,13 @@ pub struct FakeKakao {
     state: Arc<Mutex<State>>,
 }
 
-fn random_token(bytes: usize) -> String {
+pub(super) fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::fill(&mut buf[..]);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
-fn html_escape(s: &str) -> String {
+pub(super) fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -108,7 +113,7 @@ fn oauth_error(status: u16, error: &str, description: &str, code: &str) -> Reply
     )
 }
 
-fn redirect(location: &str) -> Reply {
+pub(super) fn redirect(location: &str) -> Reply {
     let mut r = localhttp::reply(302, "text/plain", "");
     r.headers_mut()
         .insert("location", location.parse().expect("url-encoded location"));
@@ -127,6 +132,7 @@ impl FakeKakao {
                 tokens: HashMap::new(),
                 fault: Fault::None,
                 code_age_offset: Duration::ZERO,
+                id_token_fault: IdTokenFault::None,
             })),
         };
         let f = fake.clone();
@@ -143,6 +149,11 @@ impl FakeKakao {
 
     pub fn set_fault(&self, fault: Fault) {
         self.state.lock().unwrap().fault = fault;
+    }
+
+    /// In OpenID Connect mode, spoils the `id_token`s issued from now on.
+    pub fn set_id_token_fault(&self, fault: IdTokenFault) {
+        self.state.lock().unwrap().id_token_fault = fault;
     }
 
     /// Makes every code issued so far (and later) look `by` older.
@@ -174,6 +185,9 @@ impl FakeKakao {
             "/oauth/authorize" => self.authorize_page(&query),
             "/oauth/authorize/approve" => self.approve(&query),
             "/oauth/authorize/cancel" => self.cancel(&query),
+            "/.well-known/jwks.json" => {
+                localhttp::json(200, &fake_oidc::jwks(SigningAlg::RS256, 0))
+            }
             "/oauth/token" if is_post => self.faulty().await.unwrap_or_else(|| self.token(&form)),
             "/v2/user/me" => match self.faulty().await {
                 Some(r) => r,
@@ -202,36 +216,24 @@ impl FakeKakao {
         }
     }
 
-    /// The checks Kakao makes before showing its login page.
-    fn check_client(&self, q: &HashMap<String, String>) -> Result<(), Reply> {
+    /// The checks Kakao makes before showing its login page: the error page's body when one fails.
+    fn check_client(&self, q: &HashMap<String, String>) -> Result<(), &'static str> {
         if q.get("client_id") != Some(&self.cfg.client_id) {
-            return Err(localhttp::reply(
-                400,
-                "text/html",
-                "<h1>KOE101</h1><p>Invalid app key.</p>",
-            ));
+            return Err("<h1>KOE101</h1><p>Invalid app key.</p>");
         }
         let redirect_uri = q.get("redirect_uri").map(String::as_str).unwrap_or("");
         if !self.cfg.redirect_uris.iter().any(|r| r == redirect_uri) {
-            return Err(localhttp::reply(
-                400,
-                "text/html",
-                "<h1>KOE006</h1><p>Unregistered redirect_uri.</p>",
-            ));
+            return Err("<h1>KOE006</h1><p>Unregistered redirect_uri.</p>");
         }
         if q.get("response_type").map(String::as_str) != Some("code") {
-            return Err(localhttp::reply(
-                400,
-                "text/html",
-                "<h1>KOE002</h1><p>response_type must be code.</p>",
-            ));
+            return Err("<h1>KOE002</h1><p>response_type must be code.</p>");
         }
         Ok(())
     }
 
     fn authorize_page(&self, q: &HashMap<String, String>) -> Reply {
         if let Err(page) = self.check_client(q) {
-            return page;
+            return localhttp::reply(400, "text/html", page);
         }
         let pass_on = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(q.iter())
@@ -264,7 +266,7 @@ impl FakeKakao {
         )
     }
 
-    fn back_to_client(q: &HashMap<String, String>, pairs: &[(&str, &str)]) -> Reply {
+    pub(super) fn back_to_client(q: &HashMap<String, String>, pairs: &[(&str, &str)]) -> Reply {
         let mut url = url::Url::parse(&q["redirect_uri"]).expect("registered redirect_uri");
         {
             let mut qp = url.query_pairs_mut();
@@ -280,7 +282,7 @@ impl FakeKakao {
 
     fn approve(&self, q: &HashMap<String, String>) -> Reply {
         if let Err(page) = self.check_client(q) {
-            return page;
+            return localhttp::reply(400, "text/html", page);
         }
         let Some(user) = q
             .get("user")
@@ -317,6 +319,7 @@ impl FakeKakao {
                 redirect_uri: q["redirect_uri"].clone(),
                 challenge,
                 scopes,
+                nonce: q.get("nonce").cloned(),
                 issued: Instant::now(),
             },
         );
@@ -325,7 +328,7 @@ impl FakeKakao {
 
     fn cancel(&self, q: &HashMap<String, String>) -> Reply {
         if let Err(page) = self.check_client(q) {
-            return page;
+            return localhttp::reply(400, "text/html", page);
         }
         Self::back_to_client(
             q,
@@ -389,15 +392,51 @@ impl FakeKakao {
         let access = random_token(40);
         let mut scope: Vec<String> = grant.scopes.clone();
         scope.sort();
-        st.tokens.insert(access.clone(), (grant.user, grant.scopes));
-        localhttp::json(
-            200,
-            &json!({
-                "token_type": "bearer", "access_token": access, "expires_in": 21599,
-                "refresh_token": random_token(40), "refresh_token_expires_in": 5183999,
-                "scope": scope.join(" "),
-            }),
-        )
+        let id_token_fault = st.id_token_fault;
+        st.tokens
+            .insert(access.clone(), (grant.user, grant.scopes.clone()));
+        drop(st);
+        let mut answer = json!({
+            "token_type": "bearer", "access_token": access, "expires_in": 21599,
+            "refresh_token": random_token(40), "refresh_token_expires_in": 5183999,
+            "scope": scope.join(" "),
+        });
+        if grant.scopes.iter().any(|s| s == "openid") {
+            answer["id_token"] = json!(self.id_token(&grant, id_token_fault));
+        }
+        localhttp::json(200, &answer)
+    }
+
+    /// Kakao's `id_token` (`kakao-api.md` §5): issued by the fake's own base URL (Kakao's is
+    /// `https://kauth.kakao.com`), the app key as `aud`, the user id as `sub`, the nonce echoed,
+    /// and the consented profile; email only when valid and verified. RS256 with a `kid`.
+    fn id_token(&self, grant: &Grant, fault: IdTokenFault) -> String {
+        let user = self
+            .cfg
+            .users
+            .iter()
+            .find(|u| u.id == grant.user)
+            .expect("codes name known users");
+        let has = |s: &str| grant.scopes.iter().any(|x| x == s);
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let mut claims = json!({
+            "iss": self.base_url(), "aud": self.cfg.client_id, "sub": user.id.to_string(),
+            "iat": now, "exp": now + 21599, "auth_time": now,
+        });
+        if let Some(nonce) = &grant.nonce {
+            claims["nonce"] = json!(nonce);
+        }
+        if has("profile_nickname") {
+            claims["nickname"] = json!(user.nickname);
+        }
+        if has("profile_image") {
+            claims["picture"] = json!(user.profile_image);
+        }
+        if let (Some(email), true, true) = (&user.email, user.email_verified, has("account_email"))
+        {
+            claims["email"] = json!(email);
+        }
+        fake_oidc::sign(claims, fault, SigningAlg::RS256, 0)
     }
 
     fn me(&self, bearer: Option<&str>) -> Reply {

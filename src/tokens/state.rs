@@ -21,6 +21,14 @@ pub struct LoginState {
     pub x: String,
     /// Whether the authorize request carried a PKCE challenge.
     pub p: bool,
+    /// The provider the login went to: a state is redeemed at that provider's callback only.
+    /// (States issued before providers existed were Kakao's.)
+    #[serde(default = "kakao")]
+    pub v: String,
+}
+
+fn kakao() -> String {
+    "kakao".into()
 }
 
 pub struct StateSigner {
@@ -40,7 +48,14 @@ impl StateSigner {
         m
     }
 
-    pub fn issue(&self, next: &str, pkce: bool, now: i64, ttl: i64) -> (String, LoginState) {
+    pub fn issue(
+        &self,
+        provider: &str,
+        next: &str,
+        pkce: bool,
+        now: i64,
+        ttl: i64,
+    ) -> (String, LoginState) {
         let mut nonce = [0u8; 16];
         rand::fill(&mut nonce);
         let state = LoginState {
@@ -48,6 +63,7 @@ impl StateSigner {
             e: now + ttl,
             x: next.to_string(),
             p: pkce,
+            v: provider.to_string(),
         };
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&state).expect("serialisable"));
         let sig = URL_SAFE_NO_PAD.encode(
@@ -81,6 +97,16 @@ impl StateSigner {
         )
     }
 
+    /// The OpenID Connect `nonce` for a state: derived like the PKCE verifier, so it is never
+    /// stored, and only this login's state yields it.
+    pub fn oidc_nonce(&self, state: &LoginState) -> String {
+        URL_SAFE_NO_PAD.encode(
+            self.mac(&[b"oidc-nonce:", state.n.as_bytes()])
+                .finalize()
+                .into_bytes(),
+        )
+    }
+
     pub fn pkce_challenge(verifier: &str) -> String {
         URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
     }
@@ -93,7 +119,8 @@ mod tests {
     #[test]
     fn states_verify_only_untampered_unexpired_and_with_the_same_key() {
         let s = StateSigner::new(b"k1");
-        let (token, state) = s.issue("/next", true, 100, 600);
+        let (token, state) = s.issue("google", "/next", true, 100, 600);
+        assert_eq!(state.v, "google");
         assert_eq!(s.verify(&token, 200), Some(state.clone()));
         assert_eq!(s.verify(&token, 700), None, "expired");
         assert_eq!(
@@ -117,5 +144,15 @@ mod tests {
             StateSigner::new(b"k1").pkce_verifier(&state),
             "derivable on any instance"
         );
+        let nonce = s.oidc_nonce(&state);
+        assert_eq!(nonce, StateSigner::new(b"k1").oidc_nonce(&state));
+        assert_ne!(nonce, v, "the nonce is not the PKCE verifier");
+        assert_ne!(
+            nonce,
+            s.oidc_nonce(&s.issue("google", "/", true, 100, 600).1)
+        );
+        // A state from before providers existed was Kakao's.
+        let old: LoginState = serde_json::from_str(r#"{"n":"x","e":1,"x":"/","p":true}"#).unwrap();
+        assert_eq!(old.v, "kakao");
     }
 }

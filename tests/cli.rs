@@ -114,6 +114,13 @@ redirect_uri = "https://app.example/api/auth/kakao-biz/callback"
 [[providers]]
 id = "x"
 kind = "saml"
+[[providers]]
+id = "corp"
+kind = "oidc"
+issuer = "http://idp.example"
+client_id = "c"
+redirect_uri = "https://app.example/api/auth/corp/callback"
+pkce = false
 [[upstreams]]
 name = "app"
 addrs = ["127.0.0.1:3000"]
@@ -135,10 +142,12 @@ upstream = "app"
         "providers[3].kind = \"kakao\": [kakao] already declares Kakao",
         "providers[4].kind = \"saml\": use \"oidc\"",
         "kakao.oidc = true with auth.require_state = false",
+        "providers[5].issuer = \"http://idp.example\"",
+        "providers[5].pkce = false: a client without a secret needs PKCE",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
-    assert!(out.contains("10 configuration problem(s)"), "{out}");
+    assert!(out.contains("12 configuration problem(s)"), "{out}");
 }
 
 #[test]

@@ -314,15 +314,27 @@ async fn state_is_required_by_default_and_must_be_ours() {
         query_param(&back, "state").unwrap(),
     );
     // Whoever holds the callback URL (code and state, from history or a log) but not the
-    // browser's state cookie cannot redeem it by POST: the PKCE verifier comes from the state.
-    let stolen =
-        s.gw.send(&json_post(
-            "/api/auth/kakao/callback",
-            &json!({"code": code, "state": state}),
-            &[],
-        ))
-        .await;
-    stolen.assert_gateway_error(400, "INVALID_STATE");
+    // browser's state cookie cannot redeem it, by POST or GET, even sending the state as the
+    // cookie: the cookie is a secret of its own, and the PKCE verifier comes from it.
+    let state_q: String = url::form_urlencoded::byte_serialize(state.as_bytes()).collect();
+    let as_cookie = format!("authgate_state={state}");
+    for cookie in [None, Some(as_cookie.as_str())] {
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
+        let stolen =
+            s.gw.send(&json_post(
+                "/api/auth/kakao/callback",
+                &json!({"code": code, "state": state}),
+                &headers,
+            ))
+            .await;
+        stolen.assert_gateway_error(400, "INVALID_STATE");
+        s.gw.get(
+            &format!("/api/auth/kakao/callback?code={code}&state={state_q}"),
+            &headers,
+        )
+        .await
+        .assert_gateway_error(400, "INVALID_STATE");
+    }
     // The browser that started the login can (the fake consumed nothing yet: state is checked first).
     let r =
         s.gw.send(&json_post(

@@ -293,6 +293,12 @@ async fn the_login_page_offers_every_provider_and_protected_pages_send_browsers_
         .header("content-type")
         .unwrap()
         .starts_with("text/html"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert!(page
+        .header("content-security-policy")
+        .unwrap()
+        .contains("default-src 'none'"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
     let html = page.text();
     for (id, name) in [
         ("kakao", "Kakao"),
@@ -368,10 +374,14 @@ async fn an_oidc_browser_login_reaches_the_app_with_the_issuers_identity() {
     let jar = cookies(&r);
     let back = s.approve("example", &authorize, JANE).await;
     let callback = local(&back);
-    // Not this browser's state: refused before the code is spent.
-    s.gw.get(&callback, &[])
-        .await
-        .assert_gateway_error(400, "INVALID_STATE");
+    // Not this browser's: refused before the code is spent, also with the state (which the
+    // URL carries) sent as the cookie.
+    let state = query_param(&back, "state").unwrap();
+    for jar in ["", &format!("authgate_state={state}")] {
+        s.gw.get(&callback, &[("Cookie", jar)])
+            .await
+            .assert_gateway_error(400, "INVALID_STATE");
+    }
     let r = s.gw.get(&callback, &[("Cookie", &jar)]).await;
     assert_eq!(r.status, 302, "{}\n{}", r.text(), s.gw.log());
     assert_eq!(r.header("location"), Some("/web/home"));
@@ -420,6 +430,18 @@ async fn an_oidc_json_login_keeps_only_verified_email_and_completes_claims_from_
     let sam = s.profile(&s.json_login("example", SAM).await.json()).await;
     assert_eq!(sam["nickname"], "Sparse Sam", "from user info");
     assert_eq!(sam["email"], "sam@example.test", "verified, from user info");
+
+    // User info down: the login goes on with what the verified id_token says.
+    s.oidc.set_userinfo_fault(Fault::ServerError);
+    let r = s.json_login("example", SAM).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.profile(&r.json()).await["id"], sam["id"]);
+    assert!(
+        s.gw.log().contains("user info unavailable"),
+        "{}",
+        s.gw.log()
+    );
+    s.oidc.set_userinfo_fault(Fault::None);
 
     // The same person again is the same user.
     let again = s.profile(&s.json_login("example", JANE).await.json()).await;

@@ -3,11 +3,13 @@
 //! page with one button per provider.
 //!
 //! The `state` binds a login to the browser that started it and to its provider: `login-url`
-//! and `login` set it as a cookie, and a callback whose state is not that cookie, or was issued
-//! for another provider, is refused (login CSRF, and a callback URL from history or a log
-//! redeemed elsewhere). The PKCE verifier and the OpenID Connect `nonce` are derived from it, so
-//! nothing is stored. Only `auth.require_state = false`, for the seed's single-page client that
-//! posts `code` alone, skips it (and PKCE with it; its Kakao needs neither).
+//! and `login` give the browser a random secret as its state cookie and put its HMAC in the
+//! signed state; a callback whose state was issued for another provider, or does not match the
+//! browser's secret, is refused (login CSRF). The PKCE verifier and the OpenID Connect `nonce`
+//! are derived from the secret, which never appears in a URL, so a callback URL from a history,
+//! a log or a proxy cannot be redeemed anywhere but in that browser; nothing is stored. Only
+//! `auth.require_state = false`, for the seed's single-page client that posts `code` alone,
+//! skips the check (and PKCE with it; its Kakao needs neither).
 
 use serde::Deserialize;
 use serde_json::json;
@@ -16,7 +18,15 @@ use super::{now, safe_next, ApiReply, ApiRequest, AuthApi};
 use crate::cookies;
 use crate::error::GatewayError;
 use crate::providers::{LoginRequest, Provider, ProviderError};
-use crate::tokens::state::StateSigner;
+use crate::tokens::state::{Binding, StateSigner};
+
+/// What a callback gets from its verified state.
+struct Checked {
+    next: String,
+    verifier: Option<String>,
+    /// The OpenID Connect nonce ("" when the browser's secret did not come back).
+    nonce: String,
+}
 
 #[derive(Deserialize)]
 struct CallbackBody {
@@ -49,23 +59,28 @@ impl AuthApi {
             .ok_or(GatewayError::NoRoute)
     }
 
+    /// The provider's authorize URL for a new login, and the browser secret for its state cookie.
     async fn start_login(
         &self,
         provider: &Provider,
         next: &str,
         pkce: bool,
-    ) -> Result<(String, String), GatewayError> {
+    ) -> Result<(String, Binding), GatewayError> {
         let pkce = pkce && provider.pkce();
-        let (token, state) = self
-            .state
-            .issue(provider.id(), next, pkce, now(), self.state_ttl);
+        let (token, _, binding) =
+            self.state
+                .issue(provider.id(), next, pkce, now(), self.state_ttl);
         let challenge =
-            pkce.then(|| StateSigner::pkce_challenge(&self.state.pkce_verifier(&state)));
+            pkce.then(|| StateSigner::pkce_challenge(&self.state.pkce_verifier(&binding)));
         let url = provider
-            .authorize_url(&token, challenge.as_deref(), &self.state.oidc_nonce(&state))
+            .authorize_url(
+                &token,
+                challenge.as_deref(),
+                &self.state.oidc_nonce(&binding),
+            )
             .await
             .map_err(|e| failed(provider, e))?;
-        Ok((url, token))
+        Ok((url, binding))
     }
 
     fn state_cookie(&self, value: &str, max_age: i64, secure: bool) -> String {
@@ -78,10 +93,10 @@ impl AuthApi {
         req: &ApiRequest,
     ) -> Result<ApiReply, GatewayError> {
         // A legacy client that will not send the state back cannot complete PKCE either.
-        let (url, state) = self.start_login(provider, "/", self.require_state).await?;
+        let (url, binding) = self.start_login(provider, "/", self.require_state).await?;
         Ok(
             ApiReply::json(200, json!({"login_url": url})).cookie(self.state_cookie(
-                &state,
+                &binding.0,
                 self.state_ttl,
                 req.secure,
             )),
@@ -94,8 +109,12 @@ impl AuthApi {
         req: &ApiRequest,
     ) -> Result<ApiReply, GatewayError> {
         let next = safe_next(req.query("next").as_deref(), &self.allowed_origins);
-        let (url, state) = self.start_login(provider, &next, true).await?;
-        Ok(ApiReply::redirect(&url).cookie(self.state_cookie(&state, self.state_ttl, req.secure)))
+        let (url, binding) = self.start_login(provider, &next, true).await?;
+        Ok(ApiReply::redirect(&url).cookie(self.state_cookie(
+            &binding.0,
+            self.state_ttl,
+            req.secure,
+        )))
     }
 
     /// `{prefix}/login?next=`: one button per provider, each starting that provider's login.
@@ -129,16 +148,17 @@ impl AuthApi {
         Ok(ApiReply::html(200, page))
     }
 
-    /// The `next` and PKCE verifier and nonce of a verified state, or the error for a bad one.
-    /// With `required`, a state must come back and the browser's state cookie must be that
-    /// state.
+    /// What a verified state gives a callback, or the error for a bad one. With `required`, a
+    /// state must come back with the browser secret it was issued with (the state cookie).
+    /// Without (`require_state = false`), a state with no cookie is accepted when the login
+    /// needs nothing derived from the secret (no PKCE, no nonce).
     fn check_state(
         &self,
         provider: &Provider,
         state: Option<&str>,
         cookie: Option<&str>,
         required: bool,
-    ) -> Result<Option<(String, Option<String>, String)>, GatewayError> {
+    ) -> Result<Option<Checked>, GatewayError> {
         let Some(state) = state else {
             return if required {
                 Err(GatewayError::InvalidState)
@@ -151,15 +171,29 @@ impl AuthApi {
             .verify(state, now())
             .filter(|s| s.v == provider.id())
             .ok_or(GatewayError::InvalidState)?;
-        // The state must be this browser's (login CSRF; a callback URL redeemed elsewhere).
-        match cookie {
-            Some(c) if c != state => return Err(GatewayError::InvalidState),
-            None if required => return Err(GatewayError::InvalidState),
-            _ => {}
-        }
-        let verifier = parsed.p.then(|| self.state.pkce_verifier(&parsed));
-        let nonce = self.state.oidc_nonce(&parsed);
-        Ok(Some((parsed.x, verifier, nonce)))
+        // The browser's own secret: login CSRF, and a callback URL redeemed elsewhere.
+        let binding = match cookie {
+            Some(c) => Some(
+                self.state
+                    .binding(&parsed, c)
+                    .ok_or(GatewayError::InvalidState)?,
+            ),
+            None if required || parsed.p || provider.needs_nonce() => {
+                return Err(GatewayError::InvalidState)
+            }
+            None => None,
+        };
+        Ok(Some(Checked {
+            verifier: binding
+                .as_ref()
+                .filter(|_| parsed.p)
+                .map(|b| self.state.pkce_verifier(b)),
+            nonce: binding
+                .as_ref()
+                .map(|b| self.state.oidc_nonce(b))
+                .unwrap_or_default(),
+            next: parsed.x,
+        }))
     }
 
     pub(super) async fn browser_callback(
@@ -169,28 +203,31 @@ impl AuthApi {
     ) -> Result<ApiReply, GatewayError> {
         // The browser flow always needs its state, and the cookie that proves it is this browser's.
         let state = req.query("state");
-        let (next, verifier, nonce) = self
+        let checked = self
             .check_state(provider, state.as_deref(), req.cookie(|n| n.state), true)?
             .expect("required");
         if let Some(err) = req.query("error") {
+            // Whatever the URL says, logged quoted and short.
+            let err: String = err.chars().take(64).collect();
             return Err(failed(
                 provider,
-                ProviderError::LoginFailed(format!("authorize returned {err}")),
+                ProviderError::LoginFailed(format!("authorize returned {err:?}")),
             ));
         }
         let code = req
             .query("code")
-            .ok_or_else(|| GatewayError::BadRequest("callback without code".into()))?;
+            .filter(|c| !c.is_empty() && c.len() <= 512)
+            .ok_or_else(|| GatewayError::BadRequest("callback without a code".into()))?;
         let issued = self
             .redeem(
                 provider,
                 &code,
-                verifier.as_deref(),
-                &nonce,
+                checked.verifier.as_deref(),
+                &checked.nonce,
                 state.as_deref().unwrap_or(""),
             )
             .await?;
-        let mut reply = ApiReply::redirect(&next);
+        let mut reply = ApiReply::redirect(&checked.next);
         for c in self.session_cookies(&issued, req.secure) {
             reply = reply.cookie(c);
         }
@@ -241,10 +278,10 @@ impl AuthApi {
             self.require_state,
         )?;
         // Without a state (the seed's legacy client) there is no nonce to check: only Kakao's
-        // plain OAuth flow works that way, and providers that need a nonce refuse below.
+        // plain OAuth flow works that way (Naver requires the state; OIDC needs the nonce).
         let (verifier, nonce) = match checked {
-            Some((_, verifier, nonce)) => (verifier, nonce),
-            None if provider.is_kakao() => (None, String::new()),
+            Some(c) => (c.verifier, c.nonce),
+            None if provider.is_kakao() && !provider.needs_nonce() => (None, String::new()),
             None => return Err(GatewayError::InvalidState),
         };
         let issued = self

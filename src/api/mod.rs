@@ -88,7 +88,18 @@ impl ApiReply {
     fn html(status: u16, page: String) -> ApiReply {
         ApiReply {
             status,
-            headers: vec![("content-type", "text/html; charset=utf-8".to_string())],
+            headers: vec![
+                ("content-type", "text/html; charset=utf-8".to_string()),
+                // Our page only links: nothing may run in it, frame it, or be sent from it.
+                (
+                    "content-security-policy",
+                    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; \
+                     base-uri 'none'; form-action 'none'"
+                        .to_string(),
+                ),
+                ("x-frame-options", "DENY".to_string()),
+                ("referrer-policy", "no-referrer".to_string()),
+            ],
             body: page.into_bytes(),
         }
     }

@@ -636,4 +636,30 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].key, "(syntax)");
     }
+
+    #[test]
+    fn provider_endpoints_are_https_or_loopback() {
+        for ok in [
+            "https://accounts.google.com",
+            "https://idp.example:8443/realms/x",
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3/x",
+            "http://[::1]:9000",
+            "http://localhost:3000",
+        ] {
+            assert!(is_provider_url(ok), "{ok}");
+        }
+        for bad in [
+            "http://accounts.google.com",
+            "http://10.0.0.1",
+            "http://localhost.evil.example",
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "https://",
+            "ftp://127.0.0.1",
+            "",
+        ] {
+            assert!(!is_provider_url(bad), "{bad}");
+        }
+    }
 }

@@ -114,21 +114,41 @@ const NAVER_AUTHORIZE_URL: &str = "https://nid.naver.com/oauth2.0/authorize";
 const NAVER_TOKEN_URL: &str = "https://nid.naver.com/oauth2.0/token";
 const NAVER_USERINFO_URL: &str = "https://openapi.naver.com/v1/nid/me";
 
-/// An absolute http(s) URL, or a problem naming the key.
+/// What a provider endpoint must be: see [`is_provider_url`].
+const PROVIDER_URL_RULE: &str =
+    "must be an https URL (plain http only to a loopback address, as for a local fake)";
+
+/// A provider endpoint ([`is_provider_url`]), or a problem naming the key.
 fn url_key(s: &Sec<'_>, key: &str, default: &str, p: &mut Vec<Problem>) -> String {
     let v = s.string(key, default, p);
-    if !is_http_url(&v) {
+    if !is_provider_url(&v) {
         p.push(s.problem(
             key,
             format!("{v:?}"),
             if default.is_empty() {
-                "must be an absolute http(s) URL".to_string()
+                PROVIDER_URL_RULE.to_string()
             } else {
-                format!("must be an absolute http(s) URL, default {default:?}")
+                format!("{PROVIDER_URL_RULE}; default {default:?}")
             },
         ));
     }
     v
+}
+
+/// An https URL, or plain http to a loopback address. A provider's endpoints carry the client
+/// secret, codes and tokens, and its keys decide whose `id_token` we believe: anyone on the path
+/// of a plain-http call could read or replace them.
+pub fn is_provider_url(v: &str) -> bool {
+    let Ok(u) = url::Url::parse(v) else {
+        return false;
+    };
+    match (u.scheme(), u.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Domain(d))) => d.eq_ignore_ascii_case("localhost"),
+        _ => false,
+    }
 }
 
 fn optional_url(s: &Sec<'_>, key: &str, p: &mut Vec<Problem>) -> Option<String> {
@@ -214,7 +234,7 @@ fn kakao_fields(
     let authorize_url = url_key(s, "authorize_url", KAKAO_AUTHORIZE_URL, p);
     let token_url = url_key(s, "token_url", KAKAO_TOKEN_URL, p);
     let userinfo_url = url_key(s, "userinfo_url", KAKAO_USERINFO_URL, p);
-    let issuer = s.string("issuer", KAKAO_ISSUER, p);
+    let issuer = url_key(s, "issuer", KAKAO_ISSUER, p);
     let jwks_url = url_key(s, "jwks_url", KAKAO_JWKS_URL, p);
     let pkce = s.bool("pkce", true, p);
     let timeout_ms = s.int("timeout_ms", 5000, 100, 60_000, p);
@@ -361,11 +381,11 @@ pub(super) fn read_provider(
             let token_url = optional_url(s, "token_url", p);
             let userinfo_url = optional_url(s, "userinfo_url", p);
             let jwks_url = optional_url(s, "jwks_url", p);
-            if !is_http_url(&issuer) {
+            if !is_provider_url(&issuer) {
                 p.push(s.problem(
                     "issuer",
                     format!("{issuer:?}"),
-                    "set the issuer URL exactly as the provider writes it (its `iss`), e.g. \"https://accounts.google.com\"",
+                    "set the issuer URL exactly as the provider writes it (its `iss`), e.g. \"https://accounts.google.com\"; it must be https (plain http only on loopback)",
                 ));
             }
             let scopes = s.strings("scopes", &["openid", "email", "profile"], p);
@@ -374,6 +394,14 @@ pub(super) fn read_provider(
                     "scopes",
                     format!("{scopes:?}"),
                     "OpenID Connect needs the \"openid\" scope",
+                ));
+            }
+            let pkce = s.bool("pkce", true, p);
+            if !pkce && client_secret.is_empty() {
+                p.push(s.problem(
+                    "pkce",
+                    "false",
+                    "a client without a secret needs PKCE, or anyone who sees a code can redeem it: keep pkce = true or set the client secret",
                 ));
             }
             Some(ProviderConfig::Oidc(OidcConfig {
@@ -388,7 +416,7 @@ pub(super) fn read_provider(
                 token_url,
                 userinfo_url,
                 jwks_url,
-                pkce: s.bool("pkce", true, p),
+                pkce,
                 timeout_ms,
             }))
         }

@@ -115,6 +115,7 @@ struct State {
     codes: HashMap<String, Grant>,
     tokens: HashMap<String, String>,
     fault: Fault,
+    userinfo_fault: Fault,
     id_token_fault: IdTokenFault,
     /// Which of the two keys of its kind signs (0 or 1): `rotate_keys` flips it.
     key: usize,
@@ -140,6 +141,7 @@ impl FakeOidc {
                 codes: HashMap::new(),
                 tokens: HashMap::new(),
                 fault: Fault::None,
+                userinfo_fault: Fault::None,
                 id_token_fault: IdTokenFault::None,
                 key: 0,
             })),
@@ -161,6 +163,11 @@ impl FakeOidc {
 
     pub fn set_fault(&self, fault: Fault) {
         self.state.lock().unwrap().fault = fault;
+    }
+
+    /// A fault of the user-info endpoint alone.
+    pub fn set_userinfo_fault(&self, fault: Fault) {
+        self.state.lock().unwrap().userinfo_fault = fault;
     }
 
     pub fn set_id_token_fault(&self, fault: IdTokenFault) {
@@ -218,13 +225,23 @@ impl FakeOidc {
                 Some(r) => r,
                 None => self.token(&form, authorization.as_deref()),
             },
-            "/userinfo" => self.userinfo(authorization.as_deref()),
+            "/userinfo" => {
+                let fault = self.state.lock().unwrap().userinfo_fault;
+                match Self::fail(fault).await {
+                    Some(r) => r,
+                    None => self.userinfo(authorization.as_deref()),
+                }
+            }
             _ => oauth_error(404, "not_found", "no such endpoint"),
         }
     }
 
     async fn faulty(&self) -> Option<Reply> {
         let fault = self.state.lock().unwrap().fault;
+        Self::fail(fault).await
+    }
+
+    async fn fail(fault: Fault) -> Option<Reply> {
         match fault {
             Fault::None => None,
             Fault::ServerError => Some(oauth_error(500, "server_error", "internal error")),

@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
@@ -61,13 +63,21 @@ impl IdClaims {
     }
 }
 
+#[derive(Default)]
 struct Cached {
     keys: HashMap<String, Jwk>,
     /// Keys without a `kid`: usable only when the set has exactly one and the token names none.
     unnamed: Vec<Jwk>,
-    fetched: Option<Instant>,
+    /// Where the keys came from (discovery may name another `jwks_uri` later).
+    url: String,
+    /// When to fetch the set again; `None` before the first fetch.
+    refresh_at: Option<Instant>,
     /// When an unknown `kid` last made us fetch the set.
     refetched: Option<Instant>,
+    /// Fetches begun so far, and the last one's failure: a login that waited for another's
+    /// fetch takes its outcome instead of fetching again.
+    attempts: u64,
+    last_error: Option<ProviderError>,
 }
 
 /// One issuer's signing keys.
@@ -76,7 +86,12 @@ pub struct Jwks {
     http: reqwest::Client,
     durations: prometheus::HistogramVec,
     cached: Mutex<Cached>,
+    /// One fetch at a time.
+    fetching: tokio::sync::Mutex<()>,
 }
+
+/// The smallest RSA modulus accepted, in bytes (2048 bits).
+const MIN_RSA_MODULUS: usize = 256;
 
 impl Jwks {
     pub fn new(name: &str, http: reqwest::Client, durations: prometheus::HistogramVec) -> Jwks {
@@ -84,12 +99,8 @@ impl Jwks {
             name: name.to_string(),
             http,
             durations,
-            cached: Mutex::new(Cached {
-                keys: HashMap::new(),
-                unnamed: Vec::new(),
-                fetched: None,
-                refetched: None,
-            }),
+            cached: Mutex::new(Cached::default()),
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -106,34 +117,38 @@ impl Jwks {
 
     /// The key a token names. The set is fetched on first use and again once it is an hour old
     /// (so a key the issuer withdrew stops being trusted; the old set stays in use while the
-    /// issuer cannot be reached). A `kid` the set lacks makes us fetch it again (the issuer
-    /// rotated), but at most once a minute.
+    /// issuer cannot be reached, tried again a minute later). A `kid` the set lacks makes us
+    /// fetch it again (the issuer rotated), but at most once a minute.
     async fn key(&self, url: &str, kid: Option<&str>) -> Result<Jwk, ProviderError> {
-        let fetched = self.cached.lock().expect("jwks lock").fetched;
-        match fetched {
-            None => self.fetch(url).await?,
-            Some(at) if at.elapsed() >= KEYS_TTL => {
-                if let Err(e) = self.fetch(url).await {
-                    tracing::warn!(provider = %self.name, error = %e, "JWKS refresh failed; using the keys fetched earlier");
-                }
+        let (missing, stale, seen) = {
+            let c = self.cached.lock().expect("jwks lock");
+            let missing = c.refresh_at.is_none() || c.url != url;
+            let stale = c.refresh_at.is_some_and(|at| Instant::now() >= at);
+            (missing, stale, c.attempts)
+        };
+        if missing {
+            self.refresh(url, seen).await?;
+        } else if stale {
+            if let Err(e) = self.refresh(url, seen).await {
+                tracing::warn!(provider = %self.name, error = %e, "JWKS refresh failed; using the keys fetched earlier");
+                self.cached.lock().expect("jwks lock").refresh_at =
+                    Some(Instant::now() + REFETCH_EVERY);
             }
-            Some(_) => {}
         }
         if let Some(key) = self.lookup(kid) {
             return Ok(key);
         }
-        let may_refetch = {
-            let mut cached = self.cached.lock().expect("jwks lock");
-            let may = cached
-                .refetched
-                .is_none_or(|at| at.elapsed() >= REFETCH_EVERY);
-            if may {
-                cached.refetched = Some(Instant::now());
+        let seen = {
+            let mut c = self.cached.lock().expect("jwks lock");
+            if c.refetched.is_some_and(|at| at.elapsed() < REFETCH_EVERY) {
+                None
+            } else {
+                c.refetched = Some(Instant::now());
+                Some(c.attempts)
             }
-            may
         };
-        if may_refetch {
-            self.fetch(url).await?;
+        if let Some(seen) = seen {
+            self.refresh(url, seen).await?;
             if let Some(key) = self.lookup(kid) {
                 return Ok(key);
             }
@@ -144,7 +159,37 @@ impl Jwks {
         )))
     }
 
-    async fn fetch(&self, url: &str) -> Result<(), ProviderError> {
+    /// Fetches the set, unless another fetch began since `seen`: then its outcome stands.
+    async fn refresh(&self, url: &str, seen: u64) -> Result<(), ProviderError> {
+        let _one = self.fetching.lock().await;
+        {
+            let mut c = self.cached.lock().expect("jwks lock");
+            if c.attempts != seen {
+                return c.last_error.clone().map_or(Ok(()), Err);
+            }
+            c.attempts += 1;
+        }
+        let outcome = self.fetch(url).await;
+        let mut c = self.cached.lock().expect("jwks lock");
+        match outcome {
+            Ok((keys, unnamed)) => {
+                c.keys = keys;
+                c.unnamed = unnamed;
+                c.url = url.to_string();
+                c.refresh_at = Some(Instant::now() + KEYS_TTL);
+                c.last_error = None;
+                Ok(())
+            }
+            Err(e) => {
+                c.last_error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// The set's signing keys: by `kid` (the first of a `kid` wins), and those without one.
+    /// Encryption keys and RSA keys under 2048 bits are left out.
+    async fn fetch(&self, url: &str) -> Result<(HashMap<String, Jwk>, Vec<Jwk>), ProviderError> {
         let (status, body) =
             http::call(&self.durations, &self.name, "jwks", self.http.get(url)).await?;
         if status != 200 {
@@ -154,19 +199,26 @@ impl Jwks {
         }
         let set: JwkSet = serde_json::from_slice(&body)
             .map_err(|_| ProviderError::Unavailable("JWKS is not a JSON Web Key Set".into()))?;
-        let mut cached = self.cached.lock().expect("jwks lock");
-        cached.keys.clear();
-        cached.unnamed.clear();
+        let (mut keys, mut unnamed) = (HashMap::new(), Vec::new());
         for key in set.keys {
+            let signing = !matches!(key.common.public_key_use, Some(PublicKeyUse::Encryption));
+            let strong = match &key.algorithm {
+                AlgorithmParameters::RSA(rsa) => URL_SAFE_NO_PAD
+                    .decode(&rsa.n)
+                    .is_ok_and(|n| n.iter().skip_while(|b| **b == 0).count() >= MIN_RSA_MODULUS),
+                _ => true,
+            };
+            if !(signing && strong) {
+                continue;
+            }
             match key.common.key_id.clone() {
                 Some(kid) => {
-                    cached.keys.insert(kid, key);
+                    keys.entry(kid).or_insert(key);
                 }
-                None => cached.unnamed.push(key),
+                None => unnamed.push(key),
             }
         }
-        cached.fetched = Some(Instant::now());
-        Ok(())
+        Ok((keys, unnamed))
     }
 }
 

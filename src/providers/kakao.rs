@@ -115,10 +115,11 @@ impl KakaoClient {
         let sub = match (self.cfg.oidc, &token.id_token) {
             (false, _) => None,
             (true, None) => {
-                return Err(ProviderError::LoginFailed(
+                // The app's settings, not the user's doing.
+                return Err(ProviderError::Unavailable(
                     "no id_token: is OpenID Connect enabled for the app in the Kakao console?"
                         .into(),
-                ))
+                ));
             }
             (true, Some(id_token)) => {
                 let rules = Rules {

@@ -94,6 +94,15 @@ impl Provider {
         matches!(self, Provider::Kakao(_))
     }
 
+    /// Whether a login must check an OpenID Connect `nonce` (so needs its browser's secret).
+    pub fn needs_nonce(&self) -> bool {
+        match self {
+            Provider::Kakao(k) => k.config().oidc,
+            Provider::Oidc(_) => true,
+            Provider::Naver(_) => false,
+        }
+    }
+
     /// Whether to send a PKCE challenge when the state will come back.
     pub fn pkce(&self) -> bool {
         match self {

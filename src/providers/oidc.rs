@@ -4,8 +4,10 @@
 //!
 //! Discovery (`{issuer}/.well-known/openid-configuration`) is fetched on first use, not at start,
 //! so an issuer that is down does not keep the gateway from starting; it is kept for an hour and
-//! then refreshed, the old document staying in use while the issuer cannot be reached. Its
-//! `issuer` must equal the configured one exactly. With every endpoint configured, none is made.
+//! then refreshed, the old document staying in use while the issuer cannot be reached (tried
+//! again a minute later); one fetch at a time, the logins waiting for it sharing its outcome. Its
+//! `issuer` must equal the configured one exactly, and every endpoint it names must be https.
+//! With every endpoint configured, none is fetched.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +21,8 @@ use crate::store::ProviderUser;
 
 /// How long a discovery document is used before it is fetched again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+/// How long a stale document is used after a refresh failed, before the next try.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 struct Endpoints {
@@ -71,12 +75,32 @@ struct UserInfo {
     picture: Option<String>,
 }
 
+/// The discovery document in use, and when to fetch it again.
+#[derive(Default)]
+struct Discovered {
+    doc: Option<Arc<Endpoints>>,
+    refresh_at: Option<Instant>,
+    /// Fetches begun so far: a request that waited for another's fetch takes its outcome
+    /// instead of fetching again (one fetch at a time, however many logins wait).
+    attempts: u64,
+    last_error: Option<ProviderError>,
+}
+
+impl Discovered {
+    fn fresh(&self) -> Option<Arc<Endpoints>> {
+        match (&self.doc, self.refresh_at) {
+            (Some(doc), Some(at)) if Instant::now() < at => Some(doc.clone()),
+            _ => None,
+        }
+    }
+}
+
 pub struct OidcClient {
     cfg: OidcConfig,
     http: reqwest::Client,
     durations: prometheus::HistogramVec,
     leeway: u64,
-    discovered: tokio::sync::RwLock<Option<(Arc<Endpoints>, Instant)>>,
+    discovered: tokio::sync::RwLock<Discovered>,
     jwks: Jwks,
 }
 
@@ -98,7 +122,7 @@ impl OidcClient {
             http,
             durations,
             leeway,
-            discovered: tokio::sync::RwLock::new(None),
+            discovered: tokio::sync::RwLock::new(Discovered::default()),
         })
     }
 
@@ -122,31 +146,49 @@ impl OidcClient {
                 }));
             }
         }
-        if let Some((endpoints, at)) = &*self.discovered.read().await {
-            if at.elapsed() < DISCOVERY_TTL {
-                return Ok(endpoints.clone());
+        let seen = {
+            let d = self.discovered.read().await;
+            if let Some(doc) = d.fresh() {
+                return Ok(doc);
             }
-        }
+            d.attempts
+        };
         let mut slot = self.discovered.write().await;
-        if let Some((endpoints, at)) = &*slot {
-            if at.elapsed() < DISCOVERY_TTL {
-                return Ok(endpoints.clone());
+        if let Some(doc) = slot.fresh() {
+            return Ok(doc);
+        }
+        if slot.attempts != seen {
+            // Another request fetched while this one waited: its outcome stands.
+            if let Some(doc) = &slot.doc {
+                return Ok(doc.clone());
+            }
+            if let Some(e) = &slot.last_error {
+                return Err(e.clone());
             }
         }
+        slot.attempts += 1;
         match self.discover().await {
             Ok(endpoints) => {
                 let endpoints = Arc::new(endpoints);
-                *slot = Some((endpoints.clone(), Instant::now()));
+                slot.doc = Some(endpoints.clone());
+                slot.refresh_at = Some(Instant::now() + DISCOVERY_TTL);
+                slot.last_error = None;
                 Ok(endpoints)
             }
-            // A stale document beats none while the issuer is unreachable.
-            Err(e) => match &*slot {
-                Some((endpoints, _)) => {
-                    tracing::warn!(provider = %c.id, error = %e, "discovery refresh failed; using the previous document");
-                    Ok(endpoints.clone())
+            Err(e) => {
+                slot.last_error = Some(e.clone());
+                match &slot.doc {
+                    // A stale document beats none while the issuer cannot be reached; try
+                    // again in a minute, not on every login.
+                    Some(doc) => {
+                        tracing::warn!(provider = %c.id, error = %e, "discovery refresh failed; using the previous document");
+                        let doc = doc.clone();
+                        slot.refresh_at = Some(Instant::now() + RETRY_AFTER);
+                        Ok(doc)
+                    }
+                    None => Err(e),
                 }
-                None => Err(e),
-            },
+            }
         }
     }
 
@@ -170,6 +212,18 @@ impl OidcClient {
                 "discovery names issuer {:?}, configured {:?}: they must be equal",
                 d.issuer, c.issuer
             )));
+        }
+        for (name, url) in [
+            ("authorization_endpoint", Some(&d.authorization_endpoint)),
+            ("token_endpoint", Some(&d.token_endpoint)),
+            ("jwks_uri", Some(&d.jwks_uri)),
+            ("userinfo_endpoint", d.userinfo_endpoint.as_ref()),
+        ] {
+            if let Some(url) = url.filter(|u| !crate::config::is_provider_url(u)) {
+                return Err(ProviderError::Unavailable(format!(
+                    "discovery's {name} {url:?} is not https"
+                )));
+            }
         }
         let secret_in_body = d
             .token_endpoint_auth_methods_supported
@@ -230,10 +284,18 @@ impl OidcClient {
             now,
         )
         .await?;
+        // User info only completes the claims: when it cannot be had, the login goes on with
+        // what the verified id_token says. About another subject, it is refused.
         let info = match &endpoints.userinfo {
             Some(url) if claims.email.is_none() || display_name(&claims).is_none() => {
-                self.userinfo(url, &tokens.access_token, &claims.sub)
-                    .await?
+                match self.userinfo(url, &tokens.access_token, &claims.sub).await {
+                    Ok(info) => Some(info),
+                    Err(e @ ProviderError::LoginFailed(_)) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(provider = %self.cfg.id, error = %e, "user info unavailable; using the id_token's claims alone");
+                        None
+                    }
+                }
             }
             _ => None,
         };
@@ -297,7 +359,7 @@ impl OidcClient {
         url: &str,
         access_token: &str,
         sub: &str,
-    ) -> Result<Option<UserInfo>, ProviderError> {
+    ) -> Result<UserInfo, ProviderError> {
         let request = self.http.get(url).bearer_auth(access_token);
         let (status, body) = http::call(&self.durations, &self.cfg.id, "userinfo", request).await?;
         if status != 200 {
@@ -312,7 +374,7 @@ impl OidcClient {
                 "user info is about another subject".into(),
             ));
         }
-        Ok(Some(info))
+        Ok(info)
     }
 
     fn user(&self, claims: IdClaims, info: Option<UserInfo>) -> ProviderUser {

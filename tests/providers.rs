@@ -785,6 +785,9 @@ async fn kakaos_oidc_mode_verifies_its_id_token_and_keeps_kakaos_error_codes() {
     assert!(scope.split(',').any(|s| s == "openid"), "{scope}");
     assert!(query_param(&login_url, "nonce").is_some());
 
+    let r = s.browser_login("kakao", &RYAN.to_string()).await;
+    assert_eq!(r.status, 302, "{}\n{}", r.text(), s.gw.log());
+    assert_eq!(r.header("location"), Some("/web/home"));
     let r = s.json_login("kakao", &RYAN.to_string()).await;
     assert_eq!(r.status, 200, "{}\n{}", r.text(), s.gw.log());
     let ryan = s.profile(&r.json()).await;

@@ -10,7 +10,8 @@
 //! error.rs       GatewayError -> (status, public code, message): the one place statuses are chosen
 //! server.rs      builds the Pingora server: proxy, health checks, drain watcher, admin listener, store, revocation sync
 //! connections.rs our ServerApp around Pingora's: connection caps, request-head and keep-alive timeouts, framing checks
-//! proxy.rs       impl ProxyHttp: the request pipeline; the only module that touches Session
+//! proxy/         impl ProxyHttp: the request pipeline; the only module that touches Session:
+//!                mod.rs (the hooks in order), admit.rs (steps 1-3, CSRF, login redirect), reply.rs (our own answers)
 //! routes.rs      request-target and Host checks + host/prefix/method routing; pure
 //! identity.rs    which headers are stripped and injected, X-Forwarded-*, client IP, request ids; pure
 //! cookies.rs     the Cookie header as bytes: our cookies read and removed whatever else it holds; pure
@@ -30,7 +31,7 @@
 //! ```
 //! Dependencies point one way: `main -> server -> {connections, proxy} -> {api, routes, identity, cookies, tokens,
 //! upstreams, limits, metrics, error} -> {providers, store} -> config`. Only `server.rs`, `connections.rs`,
-//! `proxy.rs` and `upstreams.rs` name Pingora types; `api`, `providers` and `store` run on the application
+//! `proxy/` and `upstreams.rs` name Pingora types; `api`, `providers` and `store` run on the application
 //! runtime (see `server.rs`).
 
 pub mod admin;

@@ -1,0 +1,231 @@
+//! Steps 1–3 of the pipeline and the answers they lead to: the target, the route, the token or
+//! the session cookies (with a transparent refresh), rate limits, CSRF for cookie-authenticated
+//! writes, the redirect to login, and the gateway's own endpoints.
+
+use super::*;
+
+impl Gateway {
+    pub(super) fn peer_ip(session: &Session) -> Option<IpAddr> {
+        session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+    }
+
+    /// Steps 1–3; `Err` is answered by the caller. `key` is the client's rate-limit key: a
+    /// client whose anonymous budget ran out is refused before any signature check or refresh.
+    pub(super) async fn admit(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        key: IpAddr,
+    ) -> Result<Step, GatewayError> {
+        let req = session.req_header();
+        // Pingora drops a `#fragment` before it stores the target, so look at the raw request line.
+        if let Some(h1) = session.as_http1() {
+            let raw = h1.get_headers_raw_bytes();
+            let line_end = raw.iter().position(|&b| b == b'\n').unwrap_or(raw.len());
+            if raw[..line_end].contains(&b'#') {
+                return Err(crate::routes::TargetError::Fragment.into());
+            }
+        }
+        let path = check_target(req.raw_path())?;
+        let host = request_host(req)?;
+        if self.api.owns(path) {
+            return Ok(Step::Api);
+        }
+        let (index, route) = match self.router.find(Some(host), path, &req.method) {
+            Ok(found) => found,
+            Err(Miss::NotFound) => return Err(GatewayError::NoRoute),
+            Err(Miss::MethodNotAllowed(index)) => {
+                ctx.route = Some(index);
+                let allow = self.router.routes()[index].allow.clone();
+                return Err(GatewayError::MethodNotAllowed(allow));
+            }
+        };
+        ctx.route = Some(index);
+        if route.auth == AuthMode::Public {
+            return Ok(Step::Proxy);
+        }
+        let values = req
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes());
+        // Browsers cannot attach a bearer header to navigations or WebSockets: the HttpOnly
+        // access cookie set by the login flow counts as well.
+        let names = cookies::names(ctx.secure);
+        let (token, from_cookie) = match Verifier::bearer(values)? {
+            Some(t) => (Some(t), false),
+            None => (
+                cookies::cookie(&req.headers, names.access).filter(|c| !c.is_empty()),
+                true,
+            ),
+        };
+        // A browser attaches cookies to cross-site requests too: a write authenticated by
+        // them, or a WebSocket (a GET, but one that opens a two-way channel), must come from a
+        // page of ours (bearer tokens are never sent by themselves).
+        if from_cookie
+            && token.is_some()
+            && (!req.method.is_safe() || req.headers.contains_key(http::header::UPGRADE))
+            && !self.same_origin(req, ctx.secure)
+        {
+            return Err(GatewayError::CsrfRejected);
+        }
+        let Some(token) = token else {
+            return if route.auth == AuthMode::Optional {
+                Ok(Step::Proxy)
+            } else {
+                Err(TokenError::Missing.into())
+            };
+        };
+        let verified = match self.verifier.cached(token) {
+            Some(decided) => decided,
+            None => {
+                // Only the signature can decide, and it costs: not for a refused client.
+                self.limits.ip_blocked(index, key)?;
+                self.verifier.verify_uncached(token)
+            }
+        };
+        match verified {
+            Ok(claims) => {
+                ctx.claims = Some(claims);
+                Ok(Step::Proxy)
+            }
+            Err(TokenError::Expired)
+                if from_cookie && route.on_unauthenticated == OnUnauthenticated::Redirect =>
+            {
+                let refresh = cookies::cookie(&req.headers, names.refresh)
+                    .filter(|c| !c.is_empty())
+                    .ok_or(TokenError::Expired)?
+                    .to_string();
+                // A rotation writes to the store: limited like `POST /refresh`, and never for
+                // a client already refused.
+                self.limits.ip_blocked(index, key)?;
+                self.limits.check_auth(key)?;
+                let (api, secure) = (self.api.clone(), ctx.secure);
+                let refreshed = self
+                    .app
+                    .spawn(async move { api.refresh_cookies(&refresh, secure).await })
+                    .await
+                    .map_err(|e| GatewayError::Internal(format!("refresh task: {e}")))?;
+                match refreshed {
+                    Ok((claims, cookies)) => {
+                        ctx.claims = Some(claims);
+                        ctx.set_cookies = cookies;
+                        Ok(Step::Proxy)
+                    }
+                    Err(e @ GatewayError::Store(_)) => Err(e),
+                    // An unusable refresh cookie: the browser logs in again.
+                    Err(_) => Err(TokenError::Expired.into()),
+                }
+            }
+            // A browser cannot repair its own cookie: on optional routes a stale one is anonymous.
+            Err(_) if from_cookie && route.auth == AuthMode::Optional => Ok(Step::Proxy),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The request comes from a page of ours: the browser says so (`Sec-Fetch-Site:
+    /// same-origin`, or `none` for what the user typed), or its `Origin` is this request's own
+    /// origin or an allowed one. A sibling subdomain is `same-site`, not ours.
+    pub(super) fn same_origin(&self, req: &RequestHeader, secure: bool) -> bool {
+        let headers = &req.headers;
+        if let Some(site) = headers.get("sec-fetch-site") {
+            if matches!(site.as_bytes(), b"same-origin" | b"none") {
+                return true;
+            }
+        }
+        let Some(origin) = headers.get(http::header::ORIGIN).map(|o| o.as_bytes()) else {
+            return false;
+        };
+        let scheme: &[u8] = if secure { b"https://" } else { b"http://" };
+        let own = headers.get(http::header::HOST).is_some_and(|host| {
+            origin.len() == scheme.len() + host.len()
+                && origin[..scheme.len()].eq_ignore_ascii_case(scheme)
+                && origin[scheme.len()..].eq_ignore_ascii_case(host.as_bytes())
+        });
+        own || self
+            .allowed_origins
+            .iter()
+            .any(|o| o.as_bytes().eq_ignore_ascii_case(origin))
+    }
+
+    /// Answers one of the gateway's own endpoints on the application runtime.
+    pub(super) async fn serve_api(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let mut body = bytes::BytesMut::new();
+        if session.req_header().method != http::Method::GET {
+            session.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+            // A body error is the client's (a bad chunk, a stall, a hang-up): marked so, it is
+            // answered as such rather than as our own failure.
+            while let Some(chunk) = session
+                .read_request_body()
+                .await
+                .map_err(|e| e.into_down())?
+            {
+                if body.len() + chunk.len() > api::MAX_BODY {
+                    session.set_keepalive(None);
+                    answer_error(session, ctx, &GatewayError::PayloadTooLarge(api::MAX_BODY))
+                        .await?;
+                    return Ok(());
+                }
+                body.extend_from_slice(&chunk);
+            }
+        }
+        let req = session.req_header();
+        let request = ApiRequest {
+            method: req.method.clone(),
+            path: req.uri.path().to_string(),
+            query: req.uri.query().unwrap_or("").to_string(),
+            headers: req.headers.clone(),
+            body: body.freeze(),
+            secure: ctx.secure,
+        };
+        let api = self.api.clone();
+        let reply = match self
+            .app
+            .spawn(async move { api.handle(request).await })
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e) => ApiReply::error(&GatewayError::Internal(format!("api task: {e}"))),
+        };
+        let extra: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        write_json(session, ctx, reply.status, reply.body, &extra).await
+    }
+
+    pub(super) fn wants_redirect(&self, session: &Session, ctx: &RequestCtx) -> bool {
+        let Some(route) = ctx.route.map(|i| &self.router.routes()[i]) else {
+            return false;
+        };
+        let req = session.req_header();
+        route.on_unauthenticated == OnUnauthenticated::Redirect
+            && req.method == http::Method::GET
+            && req.headers.get(http::header::ACCEPT).is_some_and(|a| {
+                a.as_bytes()
+                    .windows(9)
+                    .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+            })
+    }
+
+    pub(super) fn login_location(&self, session: &Session) -> String {
+        let target = String::from_utf8_lossy(session.req_header().raw_path());
+        let mut next = String::with_capacity(target.len() + 8);
+        for b in target.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+                next.push(b as char);
+            } else {
+                next.push_str(&format!("%{b:02X}"));
+            }
+        }
+        format!("{}?next={next}", self.login_path)
+    }
+}

@@ -1,0 +1,163 @@
+//! What the gateway writes or forwards itself: its own answers (JSON, `Content-Length`,
+//! `Cache-Control: no-store`, the rotated session cookies), log-safe values, the session
+//! cookies removed before forwarding, the request's host, and Pingora errors mapped to ours.
+
+use super::*;
+
+/// Writes a complete local response; every gateway-written answer goes through here. A
+/// session rotated for this request (`ctx.set_cookies`) goes with it whatever the answer: the
+/// old refresh token is spent, and a browser that never heard of the new one would present the
+/// old one again and be logged out.
+pub(super) async fn write_json(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    body: Vec<u8>,
+    extra: &[(&'static str, &str)],
+) -> Result<()> {
+    let mut h = ResponseHeader::build(status, Some(6 + extra.len() + ctx.set_cookies.len()))?;
+    // The API's login page brings its own type; every other answer is JSON.
+    if !extra
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        h.insert_header("content-type", "application/json")?;
+    }
+    h.insert_header("content-length", body.len().to_string())?;
+    h.insert_header("cache-control", "no-store")?;
+    if let Some(id) = &ctx.request_id {
+        h.insert_header(X_REQUEST_ID, id.clone())?;
+    }
+    for (k, v) in extra {
+        h.append_header(k.to_string(), *v)?;
+    }
+    for c in ctx.set_cookies.drain(..) {
+        h.append_header("set-cookie", c)?;
+    }
+    // Failing to write is the client's doing (it went away): marked so, it is not logged as ours.
+    session
+        .write_response_header(Box::new(h), false)
+        .await
+        .map_err(|e| e.into_down())?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await
+        .map_err(|e| e.into_down())?;
+    Ok(())
+}
+
+pub(super) async fn answer_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    err: &GatewayError,
+) -> Result<PublicError> {
+    let public = err.public();
+    let headers = err.headers();
+    let extra: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    write_json(session, ctx, public.status, public.body(), &extra).await?;
+    Ok(public)
+}
+
+/// A value safe to log: control characters, quotes, backslashes and bytes that are not UTF-8 are
+/// escaped, and it is cut at 512 bytes.
+pub fn loggable(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().min(512));
+    for chunk in bytes[..bytes.len().min(512)].utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '"' || c == '\\' {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// The gateway's session cookies are credentials for the gateway, not for the upstream app:
+/// an upstream that logs or echoes cookies must not be able to leak them. The header is handled
+/// as bytes (`cookies::without`), so other cookies reach the upstream exactly as sent.
+pub(super) fn strip_session_cookies(up: &mut RequestHeader) -> Result<()> {
+    let ours = cookies::is_ours;
+    let cookies = up.headers.get_all(http::header::COOKIE);
+    // Most requests carry none of ours: check without copying anything.
+    let stripped: Vec<Option<Vec<u8>>> = cookies
+        .iter()
+        .map(|v| crate::cookies::without(v.as_bytes(), ours))
+        .collect();
+    if stripped.iter().all(Option::is_none) {
+        return Ok(());
+    }
+    let kept: Vec<http::HeaderValue> = cookies
+        .iter()
+        .zip(stripped)
+        .filter_map(|(original, stripped)| match stripped {
+            None => Some(original.clone()),
+            Some(v) if v.is_empty() => None,
+            // Bytes of a valid header value with some pairs taken out are still valid.
+            Some(v) => http::HeaderValue::from_bytes(&v).ok(),
+        })
+        .collect();
+    up.remove_header("cookie");
+    for value in kept {
+        up.append_header("cookie", value)?;
+    }
+    Ok(())
+}
+
+/// The request's host as routing compares it (`routes::check_host`): from `Host`, or from the
+/// target's authority when there is no `Host` (HTTP/2). A request without one is refused (RFC
+/// 9112 §3.2): an upstream would serve its default virtual host, which a host route cannot
+/// protect. So are two `Host` headers: the upstream might read the other one.
+pub(super) fn request_host(req: &RequestHeader) -> Result<&[u8], GatewayError> {
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(h), None) => Ok(check_host(h.as_bytes())?),
+        (None, _) => match req.uri.authority() {
+            Some(a) => Ok(check_host(a.as_str().as_bytes())?),
+            None => Err(TargetError::BadHost.into()),
+        },
+        (Some(_), Some(_)) => Err(TargetError::BadHost.into()),
+    }
+}
+
+/// Maps a Pingora error that our hooks did not choose to the public error.
+pub(super) fn classify(e: &Error) -> GatewayError {
+    use pingora::ErrorSource;
+    let what = format!("{:?}", e.etype());
+    match (e.esource(), e.etype()) {
+        (_, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout)
+            if matches!(e.esource(), ErrorSource::Upstream) =>
+        {
+            GatewayError::UpstreamTimeout(what)
+        }
+        (ErrorSource::Upstream, _) => GatewayError::UpstreamFailed(what),
+        (
+            ErrorSource::Downstream,
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+        ) => GatewayError::ClientGone,
+        (ErrorSource::Downstream, ErrorType::ReadTimedout) => GatewayError::RequestTimeout,
+        (ErrorSource::Downstream | ErrorSource::Unset, ErrorType::WriteTimedout) => {
+            GatewayError::ClientGone
+        }
+        // Framing, chunk and header errors Pingora finds in what the client sent.
+        (ErrorSource::Downstream, _) => GatewayError::BadRequest(what),
+        _ => GatewayError::Internal(what),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logged_values_cannot_forge_lines_or_colours() {
+        assert_eq!(
+            super::loggable(b"/a\x1b[31m\r\nX: y\"\\\xff"),
+            "/a\\u{1b}[31m\\r\\nX: y\\\"\\\\\\xff"
+        );
+        assert_eq!(super::loggable("/안녕".as_bytes()), "/안녕");
+        assert_eq!(super::loggable(&[b'a'; 600]).len(), 512);
+    }
+}

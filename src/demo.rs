@@ -4,7 +4,7 @@
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::localhttp::{self, Reply};
+use crate::localhttp::{self, html_escape, Reply};
 
 const SHOWN: &[&str] = &[
     "x-user-id",
@@ -16,13 +16,6 @@ const SHOWN: &[&str] = &[
     "x-forwarded-proto",
     "x-forwarded-host",
 ];
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// The demo's routes, in front of an upstream called `demo`: `/` optional (the home page shows
 /// who is logged in), `/app` required with browsers sent to login, `/api` required.
@@ -77,7 +70,13 @@ pub async fn serve(listener: TcpListener) {
 fn page(path: &str, seen: &[(&str, String)]) -> Reply {
     let rows: String = seen
         .iter()
-        .map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v)))
+        .map(|(k, v)| {
+            format!(
+                "<tr><th>{}</th><td>{}</td></tr>",
+                html_escape(k),
+                html_escape(v)
+            )
+        })
         .collect();
     let nickname = seen
         .iter()
@@ -91,8 +90,8 @@ fn page(path: &str, seen: &[(&str, String)]) -> Reply {
             format!(
                 "Signed in as <b>{}</b> (user {}). <button onclick=\"fetch('/api/auth/logout',{{method:'POST'}})\
                  .then(()=>location='/')\">Log out</button>",
-                escape(nickname),
-                escape(v)
+                html_escape(nickname),
+                html_escape(v)
             )
         })
         .unwrap_or_else(|| {
@@ -108,7 +107,7 @@ fn page(path: &str, seen: &[(&str, String)]) -> Reply {
              <style>body{{font-family:sans-serif;max-width:48em;margin:2em auto}}th{{text-align:left;padding-right:1em}}</style>\
              </head><body><h1>Demo upstream app</h1><p>Path <code>{}</code>. {who}</p>\
              <p>Headers the gateway forwarded:</p><table>{rows}</table></body></html>",
-            escape(path)
+            html_escape(path)
         ),
     )
 }

@@ -29,6 +29,14 @@ pub fn reply(status: u16, content_type: &str, body: impl Into<Bytes>) -> Reply {
         .expect("static parts are valid")
 }
 
+/// Text made safe to put in HTML, attribute values included.
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// Serves `handler` on `listener` until the runtime shuts down.
 pub async fn serve<H, F>(listener: TcpListener, handler: H)
 where

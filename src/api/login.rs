@@ -17,6 +17,7 @@ use serde_json::json;
 use super::{now, safe_next, ApiReply, ApiRequest, AuthApi};
 use crate::cookies;
 use crate::error::GatewayError;
+use crate::localhttp::html_escape;
 use crate::providers::{LoginRequest, Provider, ProviderError};
 use crate::tokens::state::{Binding, StateSigner};
 
@@ -41,13 +42,6 @@ pub(super) fn failed(provider: &Provider, e: ProviderError) -> GatewayError {
     } else {
         GatewayError::OtherProvider(e)
     }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 impl AuthApi {

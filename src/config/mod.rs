@@ -183,14 +183,6 @@ impl Config {
             _ => format!("{}/login", self.auth.prefix),
         }
     }
-
-    /// The Kakao provider, if any (Kakao keeps its own paths and error codes).
-    pub fn kakao(&self) -> Option<&KakaoConfig> {
-        self.providers.iter().find_map(|p| match p {
-            ProviderConfig::Kakao(k) => Some(k),
-            _ => None,
-        })
-    }
 }
 
 /// Provider ids are unique (they name paths, users and metrics), Kakao is declared once, and
@@ -489,7 +481,7 @@ mod tests {
     #[test]
     fn kakao_is_off_without_a_client_id_and_the_seed_env_turns_it_on() {
         let c = parse(&minimal("")).unwrap();
-        assert!(c.kakao().is_none());
+        assert!(c.providers.is_empty());
         assert_eq!(c.store.url, "sqlite://authgate.db");
         assert!(c.auth.require_state);
         let env = |k: &str| match k {
@@ -498,8 +490,10 @@ mod tests {
             "KAKAO_REDIRECT_URI" => Some("https://app.example/api/auth/kakao/callback".to_string()),
             _ => None,
         };
-        let k = Config::parse(&minimal(""), Path::new("."), &env).unwrap();
-        let k = k.kakao().unwrap().clone();
+        let c = Config::parse(&minimal(""), Path::new("."), &env).unwrap();
+        let [ProviderConfig::Kakao(k)] = c.providers.as_slice() else {
+            panic!("one Kakao provider: {:?}", c.providers.len());
+        };
         assert_eq!(
             (k.client_id.as_str(), k.client_secret.as_str()),
             ("rest-key", "s3cret")

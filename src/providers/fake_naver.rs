@@ -11,8 +11,9 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use super::mock::{html_escape, random_token, FakeKakao, Fault};
-use crate::localhttp::{self, Reply};
+use super::fakes::{self, back_to_client, random_token, Fake, Incoming};
+use super::mock::Fault;
+use crate::localhttp::{self, html_escape, Reply};
 
 #[derive(Debug, Clone)]
 pub struct FakeNaverUser {
@@ -50,6 +51,38 @@ pub struct FakeNaver {
     state: Arc<Mutex<State>>,
 }
 
+impl Fake for FakeNaver {
+    async fn handle(&self, req: Incoming) -> Reply {
+        let fault = self.state.lock().unwrap().fault;
+        if !req.path.starts_with("/oauth2.0/authorize") {
+            match fault {
+                Fault::None => {}
+                Fault::ServerError => return localhttp::reply(500, "text/html", "<h1>500</h1>"),
+                Fault::HtmlBody => {
+                    return localhttp::reply(200, "text/html", "<html>점검 중</html>")
+                }
+                Fault::Hang => tokio::time::sleep(Duration::from_secs(3600)).await,
+            }
+        }
+        match req.path.as_str() {
+            "/oauth2.0/authorize" => self.authorize_page(&req.query),
+            "/oauth2.0/authorize/approve" => self.approve(&req.query),
+            "/oauth2.0/token" => {
+                // Naver takes the token request's fields in the query or the body.
+                let mut params = req.query.clone();
+                params.extend(req.form.clone());
+                self.token(&params)
+            }
+            "/v1/nid/me" => self.me(req.bearer()),
+            _ => localhttp::json(404, &json!({"resultcode": "404", "message": "not found"})),
+        }
+    }
+
+    fn bad_body(&self) -> Reply {
+        localhttp::json(400, &json!({"error": "invalid_request"}))
+    }
+}
+
 impl FakeNaver {
     pub fn serve(listener: TcpListener, cfg: FakeNaverConfig) -> FakeNaver {
         let addr = listener.local_addr().expect("bound listener");
@@ -62,11 +95,7 @@ impl FakeNaver {
                 fault: Fault::None,
             })),
         };
-        let f = fake.clone();
-        tokio::spawn(localhttp::serve(listener, move |req| {
-            let f = f.clone();
-            async move { f.handle(req).await }
-        }));
+        fakes::spawn(listener, &fake);
         fake
     }
 
@@ -76,45 +105,6 @@ impl FakeNaver {
 
     pub fn set_fault(&self, fault: Fault) {
         self.state.lock().unwrap().fault = fault;
-    }
-
-    async fn handle(&self, req: hyper::Request<hyper::body::Incoming>) -> Reply {
-        use http_body_util::BodyExt;
-        let path = req.uri().path().to_string();
-        let query: HashMap<String, String> =
-            url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-                .into_owned()
-                .collect();
-        let bearer = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_string);
-        let body = match req.into_body().collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return localhttp::json(400, &json!({"error": "invalid_request"})),
-        };
-        let mut params = query.clone();
-        params.extend(url::form_urlencoded::parse(&body).into_owned());
-        let fault = self.state.lock().unwrap().fault;
-        if path != "/oauth2.0/authorize" && path != "/oauth2.0/authorize/approve" {
-            match fault {
-                Fault::None => {}
-                Fault::ServerError => return localhttp::reply(500, "text/html", "<h1>500</h1>"),
-                Fault::HtmlBody => {
-                    return localhttp::reply(200, "text/html", "<html>점검 중</html>")
-                }
-                Fault::Hang => tokio::time::sleep(Duration::from_secs(3600)).await,
-            }
-        }
-        match path.as_str() {
-            "/oauth2.0/authorize" => self.authorize_page(&query),
-            "/oauth2.0/authorize/approve" => self.approve(&query),
-            "/oauth2.0/token" => self.token(&params),
-            "/v1/nid/me" => self.me(bearer.as_deref()),
-            _ => localhttp::json(404, &json!({"resultcode": "404", "message": "not found"})),
-        }
     }
 
     /// Whether Naver would show its login page for this authorize request.
@@ -172,7 +162,7 @@ impl FakeNaver {
             .unwrap()
             .codes
             .insert(code.clone(), (user.clone(), q["state"].clone()));
-        FakeKakao::back_to_client(q, &[("code", &code)])
+        back_to_client(q, &[("code", &code)])
     }
 
     /// Every failure is a 200 with `error`, as Naver answers.

@@ -22,8 +22,9 @@ use serde_json::json;
 use sha2::Digest;
 use tokio::net::TcpListener;
 
-use super::mock::{html_escape, random_token, FakeKakao, Fault};
-use crate::localhttp::{self, Reply};
+use super::fakes::{self, back_to_client, random_token, Fake, Incoming};
+use super::mock::Fault;
+use crate::localhttp::{self, html_escape, Reply};
 
 const RSA_KEYS: [&str; 2] = [
     include_str!("fake_keys/rsa-a.pem"),
@@ -130,6 +131,42 @@ pub struct FakeOidc {
     discovery_fetches: Arc<AtomicUsize>,
 }
 
+impl Fake for FakeOidc {
+    async fn handle(&self, req: Incoming) -> Reply {
+        match req.path.as_str() {
+            "/.well-known/openid-configuration" => {
+                self.discovery_fetches.fetch_add(1, Ordering::Relaxed);
+                match self.faulty().await {
+                    Some(r) => r,
+                    None => self.discovery(),
+                }
+            }
+            "/jwks" => {
+                self.jwks_fetches.fetch_add(1, Ordering::Relaxed);
+                self.jwks()
+            }
+            "/authorize" => self.authorize_page(&req.query),
+            "/authorize/approve" => self.approve(&req.query),
+            "/token" if req.post => match self.faulty().await {
+                Some(r) => r,
+                None => self.token(&req.form, req.authorization.as_deref()),
+            },
+            "/userinfo" => {
+                let fault = self.state.lock().unwrap().userinfo_fault;
+                match Self::fail(fault).await {
+                    Some(r) => r,
+                    None => self.userinfo(req.bearer()),
+                }
+            }
+            _ => oauth_error(404, "not_found", "no such endpoint"),
+        }
+    }
+
+    fn bad_body(&self) -> Reply {
+        oauth_error(400, "invalid_request", "bad body")
+    }
+}
+
 impl FakeOidc {
     /// Serves on `listener` (spawned on the current runtime).
     pub fn serve(listener: TcpListener, cfg: FakeOidcConfig) -> FakeOidc {
@@ -148,11 +185,7 @@ impl FakeOidc {
             jwks_fetches: Arc::new(AtomicUsize::new(0)),
             discovery_fetches: Arc::new(AtomicUsize::new(0)),
         };
-        let f = fake.clone();
-        tokio::spawn(localhttp::serve(listener, move |req| {
-            let f = f.clone();
-            async move { f.handle(req).await }
-        }));
+        fakes::spawn(listener, &fake);
         fake
     }
 
@@ -186,54 +219,6 @@ impl FakeOidc {
 
     pub fn discovery_fetches(&self) -> usize {
         self.discovery_fetches.load(Ordering::Relaxed)
-    }
-
-    async fn handle(&self, req: hyper::Request<hyper::body::Incoming>) -> Reply {
-        use http_body_util::BodyExt;
-        let path = req.uri().path().to_string();
-        let query: HashMap<String, String> =
-            url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-                .into_owned()
-                .collect();
-        let authorization = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let is_post = req.method() == hyper::Method::POST;
-        let body = match req.into_body().collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return oauth_error(400, "invalid_request", "bad body"),
-        };
-        let form: HashMap<String, String> =
-            url::form_urlencoded::parse(&body).into_owned().collect();
-        match path.as_str() {
-            "/.well-known/openid-configuration" => {
-                self.discovery_fetches.fetch_add(1, Ordering::Relaxed);
-                match self.faulty().await {
-                    Some(r) => r,
-                    None => self.discovery(),
-                }
-            }
-            "/jwks" => {
-                self.jwks_fetches.fetch_add(1, Ordering::Relaxed);
-                self.jwks()
-            }
-            "/authorize" => self.authorize_page(&query),
-            "/authorize/approve" => self.approve(&query),
-            "/token" if is_post => match self.faulty().await {
-                Some(r) => r,
-                None => self.token(&form, authorization.as_deref()),
-            },
-            "/userinfo" => {
-                let fault = self.state.lock().unwrap().userinfo_fault;
-                match Self::fail(fault).await {
-                    Some(r) => r,
-                    None => self.userinfo(authorization.as_deref()),
-                }
-            }
-            _ => oauth_error(404, "not_found", "no such endpoint"),
-        }
     }
 
     async fn faulty(&self) -> Option<Reply> {
@@ -289,9 +274,8 @@ impl FakeOidc {
 
     /// What is wrong with an authorize request, if anything.
     fn check_client(&self, q: &HashMap<String, String>) -> Result<(), &'static str> {
-        let bad = Err;
         if q.get("client_id") != Some(&self.cfg.client_id) {
-            return bad("unknown client_id");
+            return Err("unknown client_id");
         }
         if !self
             .cfg
@@ -299,16 +283,16 @@ impl FakeOidc {
             .iter()
             .any(|r| Some(r) == q.get("redirect_uri"))
         {
-            return bad("redirect_uri is not registered");
+            return Err("redirect_uri is not registered");
         }
         if q.get("response_type").map(String::as_str) != Some("code") {
-            return bad("response_type must be code");
+            return Err("response_type must be code");
         }
         if !q
             .get("scope")
             .is_some_and(|s| s.split(' ').any(|s| s == "openid"))
         {
-            return bad("scope must include openid");
+            return Err("scope must include openid");
         }
         Ok(())
     }
@@ -363,7 +347,7 @@ impl FakeOidc {
         ) {
             (Some(c), Some("S256")) => Some(c.clone()),
             (Some(_), _) => {
-                return FakeKakao::back_to_client(q, &[("error", "invalid_request")]);
+                return back_to_client(q, &[("error", "invalid_request")]);
             }
             (None, _) => None,
         };
@@ -377,7 +361,7 @@ impl FakeOidc {
                 nonce: q.get("nonce").cloned(),
             },
         );
-        FakeKakao::back_to_client(q, &[("code", &code)])
+        back_to_client(q, &[("code", &code)])
     }
 
     /// Client authentication as discovery advertises it.
@@ -463,12 +447,9 @@ impl FakeOidc {
         sign(claims, fault, self.cfg.alg, key)
     }
 
-    fn userinfo(&self, authorization: Option<&str>) -> Reply {
+    fn userinfo(&self, bearer: Option<&str>) -> Reply {
         let st = self.state.lock().unwrap();
-        let Some(sub) = authorization
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .and_then(|t| st.tokens.get(t))
-        else {
+        let Some(sub) = bearer.and_then(|t| st.tokens.get(t)) else {
             return oauth_error(401, "invalid_token", "unknown access token");
         };
         let user = self

@@ -19,7 +19,8 @@ use sha2::Digest;
 use tokio::net::TcpListener;
 
 use super::fake_oidc::{self, IdTokenFault, SigningAlg};
-use crate::localhttp::{self, Reply};
+use super::fakes::{self, back_to_client, random_token, Fake, Incoming};
+use crate::localhttp::{self, html_escape, Reply};
 
 /// A test account on the fake.
 #[derive(Debug, Clone)]
@@ -93,19 +94,6 @@ pub struct FakeKakao {
     state: Arc<Mutex<State>>,
 }
 
-pub(super) fn random_token(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::fill(&mut buf[..]);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
-}
-
-pub(super) fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 fn oauth_error(status: u16, error: &str, description: &str, code: &str) -> Reply {
     localhttp::json(
         status,
@@ -113,11 +101,31 @@ fn oauth_error(status: u16, error: &str, description: &str, code: &str) -> Reply
     )
 }
 
-pub(super) fn redirect(location: &str) -> Reply {
-    let mut r = localhttp::reply(302, "text/plain", "");
-    r.headers_mut()
-        .insert("location", location.parse().expect("url-encoded location"));
-    r
+impl Fake for FakeKakao {
+    async fn handle(&self, req: Incoming) -> Reply {
+        let q = &req.query;
+        match req.path.as_str() {
+            "/oauth/authorize" => self.authorize_page(q),
+            "/oauth/authorize/approve" => self.approve(q),
+            "/oauth/authorize/cancel" => self.cancel(q),
+            "/.well-known/jwks.json" => {
+                localhttp::json(200, &fake_oidc::jwks(SigningAlg::RS256, 0))
+            }
+            "/oauth/token" if req.post => match self.faulty().await {
+                Some(r) => r,
+                None => self.token(&req.form),
+            },
+            "/v2/user/me" => match self.faulty().await {
+                Some(r) => r,
+                None => self.me(req.bearer()),
+            },
+            _ => localhttp::json(404, &json!({"msg": "not found", "code": -1})),
+        }
+    }
+
+    fn bad_body(&self) -> Reply {
+        localhttp::json(400, &json!({"msg": "bad body", "code": -2}))
+    }
 }
 
 impl FakeKakao {
@@ -135,11 +143,7 @@ impl FakeKakao {
                 id_token_fault: IdTokenFault::None,
             })),
         };
-        let f = fake.clone();
-        tokio::spawn(localhttp::serve(listener, move |req| {
-            let f = f.clone();
-            async move { f.handle(req).await }
-        }));
+        fakes::spawn(listener, &fake);
         fake
     }
 
@@ -159,42 +163,6 @@ impl FakeKakao {
     /// Makes every code issued so far (and later) look `by` older.
     pub fn age_codes(&self, by: Duration) {
         self.state.lock().unwrap().code_age_offset += by;
-    }
-
-    async fn handle(&self, req: hyper::Request<hyper::body::Incoming>) -> Reply {
-        use http_body_util::BodyExt;
-        let path = req.uri().path().to_string();
-        let query: HashMap<String, String> =
-            url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-                .into_owned()
-                .collect();
-        let bearer = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_string);
-        let is_post = req.method() == hyper::Method::POST;
-        let body = match req.into_body().collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return localhttp::json(400, &json!({"msg": "bad body", "code": -2})),
-        };
-        let form: HashMap<String, String> =
-            url::form_urlencoded::parse(&body).into_owned().collect();
-        match path.as_str() {
-            "/oauth/authorize" => self.authorize_page(&query),
-            "/oauth/authorize/approve" => self.approve(&query),
-            "/oauth/authorize/cancel" => self.cancel(&query),
-            "/.well-known/jwks.json" => {
-                localhttp::json(200, &fake_oidc::jwks(SigningAlg::RS256, 0))
-            }
-            "/oauth/token" if is_post => self.faulty().await.unwrap_or_else(|| self.token(&form)),
-            "/v2/user/me" => match self.faulty().await {
-                Some(r) => r,
-                None => self.me(bearer.as_deref()),
-            },
-            _ => localhttp::json(404, &json!({"msg": "not found", "code": -1})),
-        }
     }
 
     async fn faulty(&self) -> Option<Reply> {
@@ -266,20 +234,6 @@ impl FakeKakao {
         )
     }
 
-    pub(super) fn back_to_client(q: &HashMap<String, String>, pairs: &[(&str, &str)]) -> Reply {
-        let mut url = url::Url::parse(&q["redirect_uri"]).expect("registered redirect_uri");
-        {
-            let mut qp = url.query_pairs_mut();
-            for (k, v) in pairs {
-                qp.append_pair(k, v);
-            }
-            if let Some(state) = q.get("state") {
-                qp.append_pair("state", state);
-            }
-        }
-        redirect(url.as_str())
-    }
-
     fn approve(&self, q: &HashMap<String, String>) -> Reply {
         if let Err(page) = self.check_client(q) {
             return localhttp::reply(400, "text/html", page);
@@ -297,7 +251,7 @@ impl FakeKakao {
         ) {
             (Some(c), Some("S256")) => Some(c.clone()),
             (Some(_), _) => {
-                return Self::back_to_client(
+                return back_to_client(
                     q,
                     &[
                         ("error", "invalid_request"),
@@ -323,14 +277,14 @@ impl FakeKakao {
                 issued: Instant::now(),
             },
         );
-        Self::back_to_client(q, &[("code", &code)])
+        back_to_client(q, &[("code", &code)])
     }
 
     fn cancel(&self, q: &HashMap<String, String>) -> Reply {
         if let Err(page) = self.check_client(q) {
             return localhttp::reply(400, "text/html", page);
         }
-        Self::back_to_client(
+        back_to_client(
             q,
             &[
                 ("error", "access_denied"),

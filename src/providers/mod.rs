@@ -10,9 +10,11 @@
 //! | `id_token.rs` | `id_token` verification and the JWKS cache (OIDC and Kakao's OIDC mode) |
 //! | `http.rs` | the HTTP client, capped bodies and timings they all use |
 //! | `mock.rs`, `fake_oidc.rs`, `fake_naver.rs` | faithful fakes for `authgate dev` and the tests |
+//! | `fakes.rs` | what the fakes share: serving, reading a request, the redirect back |
 
 pub mod fake_naver;
 pub mod fake_oidc;
+mod fakes;
 mod http;
 pub mod id_token;
 pub mod kakao;

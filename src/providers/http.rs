@@ -62,6 +62,50 @@ pub async fn call(
     read(provider, resp).await
 }
 
+#[derive(serde::Deserialize)]
+struct OauthError {
+    error: String,
+    /// Kakao's own code (`KOE320`...).
+    #[serde(default)]
+    error_code: Option<String>,
+}
+
+/// A token endpoint's answer (RFC 6749 §5): `T` from a 200; a 4xx with an OAuth error is the
+/// user's failed login, except our own client credentials refused, which no user can fix;
+/// anything else is the provider failing. The error's description is not kept: some providers
+/// echo the code in it.
+pub fn token_answer<T: serde::de::DeserializeOwned>(
+    provider: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<T, ProviderError> {
+    match status {
+        200 => serde_json::from_slice(body).map_err(|_| {
+            ProviderError::Unavailable("token response is not the expected JSON".into())
+        }),
+        400..=499 => match serde_json::from_slice::<OauthError>(body) {
+            Ok(e) if e.error == "invalid_client" || e.error == "unauthorized_client" => {
+                Err(ProviderError::Unavailable(format!(
+                    "{provider} rejected the client credentials ({} {}): check its client_id / client_secret",
+                    e.error,
+                    e.error_code.unwrap_or_default()
+                )))
+            }
+            Ok(e) => Err(ProviderError::LoginFailed(format!(
+                "token endpoint {status}: {} {}",
+                e.error,
+                e.error_code.unwrap_or_default()
+            ))),
+            Err(_) => Err(ProviderError::Unavailable(format!(
+                "token endpoint {status} without an OAuth error"
+            ))),
+        },
+        _ => Err(ProviderError::Unavailable(format!(
+            "token endpoint answered {status}"
+        ))),
+    }
+}
+
 /// A user's display text from a provider: control characters dropped, at most 100 characters.
 pub fn clean_name(name: &str) -> String {
     name.chars().filter(|c| !c.is_control()).take(100).collect()

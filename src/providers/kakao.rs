@@ -35,13 +35,6 @@ struct TokenOk {
 }
 
 #[derive(Deserialize)]
-struct OauthError {
-    error: String,
-    #[serde(default)]
-    error_code: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct Me {
     id: i64,
     #[serde(default)]
@@ -170,24 +163,7 @@ impl KakaoClient {
         }
         let request = self.http.post(&self.cfg.token_url).form(&form);
         let (status, body) = http::call(&self.durations, &self.cfg.id, "token", request).await?;
-        match status {
-            200 => serde_json::from_slice::<TokenOk>(&body)
-                .map_err(|_| ProviderError::Unavailable("token response is not the expected JSON".into())),
-            400..=499 => match serde_json::from_slice::<OauthError>(&body) {
-                // Our own credentials are wrong: not the user's fault, and not fixable by retrying.
-                Ok(e) if e.error == "invalid_client" => Err(ProviderError::Unavailable(format!(
-                    "Kakao rejected the client credentials ({}): check kakao.client_id / client_secret",
-                    e.error_code.unwrap_or_default()
-                ))),
-                Ok(e) => Err(ProviderError::LoginFailed(format!(
-                    "token endpoint {status}: {} {}",
-                    e.error,
-                    e.error_code.unwrap_or_default()
-                ))),
-                Err(_) => Err(ProviderError::Unavailable(format!("token endpoint {status} without Kakao's error JSON"))),
-            },
-            _ => Err(ProviderError::Unavailable(format!("token endpoint answered {status}"))),
-        }
+        http::token_answer(&self.cfg.id, status, &body)
     }
 
     async fn me(&self, access_token: &str) -> Result<ProviderUser, ProviderError> {

@@ -54,11 +54,6 @@ struct TokenOk {
 }
 
 #[derive(Deserialize)]
-struct OauthError {
-    error: String,
-}
-
-#[derive(Deserialize)]
 struct UserInfo {
     sub: String,
     #[serde(default)]
@@ -334,23 +329,7 @@ impl OidcClient {
         }
         let (status, body) =
             http::call(&self.durations, &c.id, "token", request.form(&form)).await?;
-        match status {
-            200 => serde_json::from_slice::<TokenOk>(&body)
-                .map_err(|_| ProviderError::Unavailable("token response is not the expected JSON".into())),
-            400..=499 => match serde_json::from_slice::<OauthError>(&body) {
-                Ok(e) if e.error == "invalid_client" || e.error == "unauthorized_client" => {
-                    Err(ProviderError::Unavailable(format!(
-                        "{} rejected the client credentials ({}): check providers.client_id / client_secret",
-                        c.id, e.error
-                    )))
-                }
-                Ok(e) => Err(ProviderError::LoginFailed(format!("token endpoint {status}: {}", e.error))),
-                Err(_) => Err(ProviderError::Unavailable(format!(
-                    "token endpoint {status} without an OAuth error"
-                ))),
-            },
-            _ => Err(ProviderError::Unavailable(format!("token endpoint answered {status}"))),
-        }
+        http::token_answer(&self.cfg.id, status, &body)
     }
 
     /// User info, for the claims the `id_token` left out; it must be about the same `sub`.

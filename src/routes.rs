@@ -464,6 +464,25 @@ fn port_ok(rest: &[u8]) -> bool {
             && rest[1..].iter().all(u8::is_ascii_digit))
 }
 
+/// The `Host` to forward for a value [`check_host`] accepted: the name routing compared, in lower
+/// case and without its trailing dot, then the port as sent; `None` when `host` is that already
+/// (nearly always). An upstream that reads `Docs.Example.` as another name than `docs.example`
+/// (Go's `ServeMux`, Express `vhost`) must not get the spelling a route was chosen around.
+pub fn canonical_host(host: &[u8]) -> Option<Vec<u8>> {
+    let spelled_otherwise = host.iter().any(u8::is_ascii_uppercase)
+        || host.ends_with(b".")
+        || host.windows(2).any(|w| w == b".:");
+    if !spelled_otherwise {
+        return None;
+    }
+    let name = check_host(host).ok()?;
+    let port = &host[name.len()..];
+    let port = port.strip_prefix(b".").unwrap_or(port);
+    let mut canonical = name.to_ascii_lowercase();
+    canonical.extend_from_slice(port);
+    (canonical != host).then_some(canonical)
+}
+
 /// A configured route host as [`check_host`] leaves a request's: lower case, no trailing dot.
 pub fn normalize_route_host(host: &str) -> String {
     host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
@@ -692,5 +711,24 @@ mod tests {
             );
         }
         assert_eq!(normalize_route_host("Admin.Example."), "admin.example");
+    }
+
+    #[test]
+    fn hosts_are_forwarded_as_routed() {
+        for (sent, forwarded) in [
+            ("Docs.Example.", Some("docs.example")),
+            ("docs.example.:8443", Some("docs.example:8443")),
+            ("ADMIN.example:80", Some("admin.example:80")),
+            ("[::ABCD]:8080", Some("[::abcd]:8080")),
+            ("docs.example", None),
+            ("docs.example:8443", None),
+            ("10.0.0.1:80", None),
+        ] {
+            assert_eq!(
+                canonical_host(sent.as_bytes()).as_deref(),
+                forwarded.map(str::as_bytes),
+                "{sent}"
+            );
+        }
     }
 }

@@ -38,6 +38,8 @@ struct Options {
     /// Appended to the config (more providers, say); `{ISSUER}` and `{NAVER}` stand for the
     /// fakes' base URLs.
     extra: String,
+    /// Kakao in its OpenID Connect mode.
+    kakao_oidc: bool,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             alg: SigningAlg::RS256,
             secret_in_body: false,
             extra: String::new(),
+            kakao_oidc: true,
         }
     }
 }
@@ -106,7 +109,7 @@ redirect_uri = "{kakao_redirect}"
 authorize_url = "{k}/oauth/authorize"
 token_url = "{k}/oauth/token"
 userinfo_url = "{k}/v2/user/me"
-oidc = true
+oidc = {kakao_oidc}
 issuer = "{k}"
 jwks_url = "{k}/.well-known/jwks.json"
 timeout_ms = 1000
@@ -149,6 +152,7 @@ on_unauthenticated = "redirect"
         kakao_redirect = redirect("kakao"),
         example_redirect = redirect("example"),
         naver_redirect = redirect("naver"),
+        kakao_oidc = o.kakao_oidc,
         extra = o.extra.replace("{ISSUER}", &issuer).replace("{NAVER}", &n),
         up = up.addr,
     );
@@ -771,6 +775,39 @@ async fn naver_errors_come_back_as_the_documented_codes() {
     }
     s.naver.set_fault(Fault::None);
     assert_eq!(s.json_login("naver", &user).await.status, 200);
+}
+
+/// `require_state = false` is for the seed's Kakao client: it lets no other provider's callback
+/// through without the browser's secret, so a leaked callback URL stays useless.
+#[tokio::test]
+async fn the_legacy_setting_lets_only_kakaos_plain_flow_skip_the_browser_secret() {
+    let s = site(Options {
+        extra: "[auth]\nrequire_state = false\n".into(),
+        kakao_oidc: false,
+        ..Options::default()
+    })
+    .await;
+    let user = default_naver_users()[0].id.clone();
+    let r = s.gw.get("/api/auth/naver/login-url", &[]).await;
+    let jar = cookies(&r);
+    let back = s
+        .approve("naver", r.json()["login_url"].as_str().unwrap(), &user)
+        .await;
+    let body = json!({
+        "code": query_param(&back, "code").unwrap(),
+        "state": query_param(&back, "state").unwrap(),
+    });
+    s.gw.send(&json_post("/api/auth/naver/callback", &body, &[]))
+        .await
+        .assert_gateway_error(400, "INVALID_STATE");
+    let r =
+        s.gw.send(&json_post(
+            "/api/auth/naver/callback",
+            &body,
+            &[("Cookie", &jar)],
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -122,6 +122,11 @@ auth = "public"
     }
     assert_eq!(up.count(), 0);
     assert_eq!(get_as("www.example").await.status, 200);
+    // The upstream gets the host as it was routed: `WWW.Example.` is not another virtual host
+    // to it than to us.
+    assert_eq!(get_as("WWW.Example.:8080").await.status, 200);
+    assert_eq!(up.last().one("Host"), Some("www.example:8080"));
+    assert_eq!(up.last().one("X-Forwarded-Host"), Some("www.example:8080"));
 }
 
 /// 3. Methods: a path inside a route that does not allow the method is refused there (405 with

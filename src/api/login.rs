@@ -144,8 +144,8 @@ impl AuthApi {
 
     /// What a verified state gives a callback, or the error for a bad one. With `required`, a
     /// state must come back with the browser secret it was issued with (the state cookie).
-    /// Without (`require_state = false`), a state with no cookie is accepted when the login
-    /// needs nothing derived from the secret (no PKCE, no nonce).
+    /// Without (`require_state = false`), a state with no cookie is accepted only for Kakao's
+    /// plain flow without PKCE (the seed's client, which needs nothing derived from the secret).
     fn check_state(
         &self,
         provider: &Provider,
@@ -172,7 +172,7 @@ impl AuthApi {
                     .binding(&parsed, c)
                     .ok_or(GatewayError::InvalidState)?,
             ),
-            None if required || parsed.p || provider.needs_nonce() => {
+            None if required || parsed.p || !provider.takes_legacy_callbacks() => {
                 return Err(GatewayError::InvalidState)
             }
             None => None,
@@ -275,7 +275,7 @@ impl AuthApi {
         // plain OAuth flow works that way (Naver requires the state; OIDC needs the nonce).
         let (verifier, nonce) = match checked {
             Some(c) => (c.verifier, c.nonce),
-            None if provider.is_kakao() && !provider.needs_nonce() => (None, String::new()),
+            None if provider.takes_legacy_callbacks() => (None, String::new()),
             None => return Err(GatewayError::InvalidState),
         };
         let issued = self

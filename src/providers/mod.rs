@@ -105,6 +105,12 @@ impl Provider {
         }
     }
 
+    /// Whether `auth.require_state = false` lets a callback through without the browser's
+    /// secret: only for the seed's client of Kakao's plain OAuth flow, which it was made for.
+    pub fn takes_legacy_callbacks(&self) -> bool {
+        self.is_kakao() && !self.needs_nonce()
+    }
+
     /// Whether to send a PKCE challenge when the state will come back.
     pub fn pkce(&self) -> bool {
         match self {

@@ -39,7 +39,7 @@ use crate::error::{GatewayError, PublicError};
 use crate::identity::{self, HeaderRules};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::routes::{check_host, check_target, Miss, Router, TargetError};
+use crate::routes::{canonical_host, check_host, check_target, Miss, Router, TargetError};
 use crate::tokens::jwt::{AccessClaims, TokenError, Verifier};
 use crate::upstreams::Upstream;
 
@@ -350,6 +350,15 @@ impl ProxyHttp for Gateway {
         }
         up.append_header("X-Forwarded-Proto", http::HeaderValue::from_static(proto))?;
         if let Some(host) = up.headers.get(http::header::HOST).cloned() {
+            // The host is forwarded as it was routed (as the path is).
+            let host = match canonical_host(host.as_bytes()) {
+                Some(c) => {
+                    let c = http::HeaderValue::from_bytes(&c).expect("a checked host");
+                    up.insert_header(http::header::HOST, c.clone())?;
+                    c
+                }
+                None => host,
+            };
             up.append_header("X-Forwarded-Host", host)?;
         }
         Ok(())

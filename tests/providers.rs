@@ -245,6 +245,18 @@ impl Site {
     /// The JSON flow: `/{id}/login-url`, the provider's page, `POST /{id}/callback` with the
     /// code and state and the state cookie. The callback's answer.
     async fn json_login(&self, id: &str, user: &str) -> RawResponse {
+        let (jar, body) = self.approved(id, user).await;
+        self.gw
+            .send(&json_post(
+                &format!("/api/auth/{id}/callback"),
+                &body,
+                &[("Cookie", &jar)],
+            ))
+            .await
+    }
+
+    /// The JSON flow up to its callback: the state cookie, and the body to post (code, state).
+    async fn approved(&self, id: &str, user: &str) -> (String, serde_json::Value) {
         let r = self.gw.get(&format!("/api/auth/{id}/login-url"), &[]).await;
         assert_eq!(r.status, 200, "{}\n{}", r.text(), self.gw.log());
         let jar = cookies(&r);
@@ -254,13 +266,7 @@ impl Site {
             "code": query_param(&back, "code").expect("a code"),
             "state": query_param(&back, "state").expect("the state"),
         });
-        self.gw
-            .send(&json_post(
-                &format!("/api/auth/{id}/callback"),
-                &body,
-                &[("Cookie", &jar)],
-            ))
-            .await
+        (jar, body)
     }
 
     async fn profile(&self, tokens: &serde_json::Value) -> serde_json::Value {
@@ -737,15 +743,7 @@ async fn naver_errors_come_back_as_the_documented_codes() {
     );
 
     // A code used twice: Naver answers 200 with an `error`, which is the user's failed login.
-    let r = s.gw.get("/api/auth/naver/login-url", &[]).await;
-    let jar = cookies(&r);
-    let back = s
-        .approve("naver", r.json()["login_url"].as_str().unwrap(), &user)
-        .await;
-    let body = json!({
-        "code": query_param(&back, "code").unwrap(),
-        "state": query_param(&back, "state").unwrap(),
-    });
+    let (jar, body) = s.approved("naver", &user).await;
     let post = json_post("/api/auth/naver/callback", &body, &[("Cookie", &jar)]);
     assert_eq!(s.gw.send(&post).await.status, 200);
     s.gw.send(&post)
@@ -788,15 +786,7 @@ async fn the_legacy_setting_lets_only_kakaos_plain_flow_skip_the_browser_secret(
     })
     .await;
     let user = default_naver_users()[0].id.clone();
-    let r = s.gw.get("/api/auth/naver/login-url", &[]).await;
-    let jar = cookies(&r);
-    let back = s
-        .approve("naver", r.json()["login_url"].as_str().unwrap(), &user)
-        .await;
-    let body = json!({
-        "code": query_param(&back, "code").unwrap(),
-        "state": query_param(&back, "state").unwrap(),
-    });
+    let (jar, body) = s.approved("naver", &user).await;
     s.gw.send(&json_post("/api/auth/naver/callback", &body, &[]))
         .await
         .assert_gateway_error(400, "INVALID_STATE");

@@ -80,8 +80,10 @@ fn verification(c: &mut Criterion) {
         for cached in [false, true] {
             let entries = if cached { 10_000 } else { 0 };
             let cfg = config(&format!("{jwt}\nverified_cache_entries = {entries}"));
-            let verifier = Verifier::new(&cfg.jwt, Arc::new(Revocations::new()));
-            let (token, _) = Issuer::new(&cfg.jwt).issue_access(&who()).unwrap();
+            let verifier = Verifier::new(&cfg.jwt, Arc::new(Revocations::new()), Arc::default());
+            let (token, _) = Issuer::new(&cfg.jwt)
+                .issue_access(&who(), jsonwebtoken::get_current_timestamp() as i64)
+                .unwrap();
             let label = format!("{name}{}", if cached { " cached" } else { "" });
             group.bench_function(label, |b| {
                 b.iter(|| black_box(verifier.verify(black_box(&token)).unwrap().exp))

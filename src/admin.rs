@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz` (liveness) and `/readyz` (readiness). Never on the public
-//! listener, and `/metrics` for Prometheus.
+//! The admin listener: `/healthz` (liveness), `/readyz` (readiness), `/metrics` for Prometheus,
+//! and `POST /users/{id}/revoke` (end every session of a user, `{id}` our user id or
+//! `provider:subject`). Never on the public listener.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::lifecycle::{self, Lifecycle, Outcome};
 use crate::localhttp::{self, Reply};
 use crate::metrics::Metrics;
 use crate::upstreams::Upstream;
@@ -47,12 +49,68 @@ impl Readiness {
     }
 }
 
-pub async fn serve(listener: TcpListener, readiness: Arc<Readiness>, metrics: Arc<Metrics>) {
+/// `POST /users/{id}/revoke`.
+async fn revoke(lifecycle: &Lifecycle, user: &str) -> Reply {
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    let req = match lifecycle::operator_request(user, now) {
+        Ok(r) => r,
+        Err(why) => {
+            return localhttp::json(400, &json!({"error": "BAD_REQUEST", "message": why}));
+        }
+    };
+    match lifecycle
+        .cut_off(req, std::time::Duration::from_secs(5))
+        .await
+    {
+        Ok(outcome) => {
+            let message = lifecycle::describe(user, &outcome);
+            tracing::warn!(user = %user, %message, "operator revoked a user's sessions");
+            match outcome {
+                Outcome::Done(d) if d.users.is_empty() => {
+                    localhttp::json(404, &json!({"error": "USER_NOT_FOUND", "message": message}))
+                }
+                Outcome::Done(d) => localhttp::json(
+                    200,
+                    &json!({"users": d.users, "refresh_tokens_revoked": d.refresh_revoked, "message": message}),
+                ),
+                Outcome::Spooled => {
+                    localhttp::json(202, &json!({"spooled": true, "message": message}))
+                }
+            }
+        }
+        Err(e) => localhttp::json(
+            503,
+            &json!({"error": "STORE_UNAVAILABLE", "message": e.to_string()}),
+        ),
+    }
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
+    lifecycle: Arc<Lifecycle>,
+) {
     localhttp::serve(listener, move |req| {
         let readiness = readiness.clone();
         let metrics = metrics.clone();
+        let lifecycle = lifecycle.clone();
         async move {
-            match req.uri().path() {
+            let path = req.uri().path();
+            if let Some(user) = path
+                .strip_prefix("/users/")
+                .and_then(|p| p.strip_suffix("/revoke"))
+            {
+                return if req.method() == http::Method::POST {
+                    revoke(&lifecycle, user).await
+                } else {
+                    localhttp::json(
+                        405,
+                        &json!({"error": "METHOD_NOT_ALLOWED", "message": "Use POST."}),
+                    )
+                };
+            }
+            match path {
                 "/metrics" => localhttp::reply(200, "text/plain; version=0.0.4", metrics.render()),
                 "/healthz" => {
                     localhttp::json(200, &json!({"status": "ok", "pid": std::process::id()}))

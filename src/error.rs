@@ -83,7 +83,7 @@ impl GatewayError {
             GatewayError::Token(t) => match t {
                 TokenError::Missing => (401, "UNAUTHORIZED", "Authentication is required."),
                 TokenError::Expired => (401, "TOKEN_EXPIRED", "The access token has expired."),
-                TokenError::Revoked(_) => {
+                TokenError::Revoked(_) | TokenError::CutOff(_) => {
                     (401, "TOKEN_REVOKED", "The access token has been revoked.")
                 }
                 TokenError::Multiple | TokenError::NotBearer | TokenError::Invalid(_) => {
@@ -208,6 +208,7 @@ impl GatewayError {
                 TokenError::NotBearer => "not_bearer",
                 TokenError::Expired => "expired",
                 TokenError::Revoked(_) => "revoked",
+                TokenError::CutOff(_) => "user_cut_off",
                 TokenError::Invalid(_) => "invalid",
             }),
             _ => None,
@@ -236,6 +237,7 @@ mod tests {
             (TokenError::Multiple.into(), 401, "INVALID_TOKEN"),
             (TokenError::Expired.into(), 401, "TOKEN_EXPIRED"),
             (TokenError::Revoked("j".into()).into(), 401, "TOKEN_REVOKED"),
+            (TokenError::CutOff(7).into(), 401, "TOKEN_REVOKED"),
             (
                 GatewayError::NoHealthyBackend("app".into()),
                 503,

@@ -5,10 +5,12 @@
 //!
 //! # Layout
 //! ```text
-//! main.rs        CLI (clap): run | check | dev; the only place that uses anyhow for output
+//! main.rs        CLI (clap): run | check | dev | revoke; the only place that uses anyhow for output
 //! config/        config.toml + seed env vars -> validated Config; every problem at once; one file a section
 //! error.rs       GatewayError -> (status, public code, message): the one place statuses are chosen
-//! server.rs      builds the Pingora server: proxy, health checks, drain watcher, admin listener, store, revocation sync
+//! server.rs      builds the Pingora server: proxy, health checks, drain watcher, admin listener, store
+//! sync.rs        revocations and user cut-offs: start-up load, every-second sync from the store, pruning
+//! lifecycle.rs   ending every session of a user (Kakao's webhooks, operators): store first, a spool while it is down
 //! connections.rs our ServerApp around Pingora's: connection caps, request-head and keep-alive timeouts, framing checks
 //! proxy/         impl ProxyHttp: the request pipeline; the only module that touches Session:
 //!                mod.rs (the hooks in order), admit.rs (steps 1-3, CSRF, login redirect), reply.rs (our own answers)
@@ -17,21 +19,23 @@
 //! cookies.rs     the Cookie header as bytes: our cookies read and removed whatever else it holds; pure
 //! api/           the /api/auth endpoints and JWKS as request -> reply functions (no Pingora types):
 //!                mod.rs (dispatch, replies, issuing), login.rs (login page, state, PKCE, callbacks for every provider),
-//!                session.rs (refresh, profile, logout)
-//! tokens/        jwt.rs (issue/verify), revocation.rs (sharded in-memory set), refresh.rs (opaque tokens), state.rs (signed state + PKCE)
+//!                session.rs (refresh, profile, logout), notifications.rs (Kakao's unlink and account-status webhooks)
+//! tokens/        jwt.rs (issue/verify), revocation.rs (sharded in-memory set), cutoff.rs (per-user cut-offs),
+//!                refresh.rs (opaque tokens), state.rs (signed state + PKCE)
 //! providers/     one module per kind (kakao.rs, oidc.rs, naver.rs) turning a code into a verified user; id_token.rs
-//!                (id_token checks, JWKS cache), http.rs (shared client); fakes: mock.rs (Kakao), fake_oidc.rs, fake_naver.rs
-//! store/         users, refresh tokens, revocations over sqlx Any (SQLite default, PostgreSQL)
+//!                (id_token checks, JWKS cache), set.rs (Kakao's security event tokens), http.rs (shared client);
+//!                fakes: mock.rs + mock_webhooks.rs (Kakao), fake_oidc.rs, fake_naver.rs
+//! store/         users, refresh tokens, revocations, cut-offs over sqlx Any (SQLite default, PostgreSQL)
 //! upstreams.rs   one Pingora LoadBalancer per upstream group, health checks, peer timeouts
 //! limits.rs      governor limiters per client IP / user, with pruning
 //! metrics.rs     every Prometheus metric, in one registry
-//! admin.rs       /healthz, /readyz and /metrics on the admin listener
+//! admin.rs       /healthz, /readyz, /metrics and POST /users/{id}/revoke on the admin listener
 //! localhttp.rs   tiny hyper servers on the application runtime (admin, demo, the fake providers)
 //! demo.rs        the `authgate dev` demo upstream that shows the headers it received
 //! ```
-//! Dependencies point one way: `main -> server -> {connections, proxy} -> {api, routes, identity, cookies, tokens,
-//! upstreams, limits, metrics, error} -> {providers, store} -> config`. Only `server.rs`, `connections.rs`,
-//! `proxy/` and `upstreams.rs` name Pingora types; `api`, `providers` and `store` run on the application
+//! Dependencies point one way: `main -> server -> {connections, proxy, sync, admin} -> {api, lifecycle} ->
+//! {routes, identity, cookies, tokens, upstreams, limits, metrics, error} -> {providers, store} -> config`.
+//! Only `server.rs`, `connections.rs`, `proxy/` and `upstreams.rs` name Pingora types; `api`, `providers` and `store` run on the application
 //! runtime (see `server.rs`).
 
 pub mod admin;
@@ -42,6 +46,7 @@ pub mod cookies;
 pub mod demo;
 pub mod error;
 pub mod identity;
+pub mod lifecycle;
 pub mod limits;
 pub mod localhttp;
 pub mod metrics;
@@ -50,5 +55,6 @@ pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod tokens;
 pub mod upstreams;

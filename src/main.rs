@@ -1,4 +1,4 @@
-//! The `authgate` command line: `run`, `check` and `dev`.
+//! The `authgate` command line: `run`, `check`, `dev` and `revoke`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +32,15 @@ enum Command {
     },
     /// Validate a configuration file and print every problem (exit 0 valid, 2 invalid).
     Check {
+        #[arg(short, long, default_value = "config.toml")]
+        config: PathBuf,
+    },
+    /// End every session of a user now: writes a cut-off to the store; running gateways refuse
+    /// the user's tokens within their sync interval (a second).
+    Revoke {
+        /// Our user id (the tokens' `sub`, e.g. 42) or provider:subject (e.g. kakao:1234567890).
+        #[arg(long)]
+        user: String,
         #[arg(short, long, default_value = "config.toml")]
         config: PathBuf,
     },
@@ -94,6 +103,13 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
         } => exit(dev(&listen, &admin_listen)),
+        Command::Revoke { user, config } => match Config::load(&config, &config::process_env) {
+            Ok(c) => exit(revoke(&c, &user)),
+            Err(problems) => {
+                eprintln!("{}: {problems}", config.display());
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
@@ -139,6 +155,36 @@ fn exit(r: anyhow::Result<()>) -> ExitCode {
 fn run(config: Config) -> anyhow::Result<()> {
     let app = authgate::server::app_runtime()?;
     authgate::server::run(config, &app)
+}
+
+/// `authgate revoke`: straight to the store (the gateways read it from there); no spool here,
+/// an operator sees the failure and runs it again.
+fn revoke(config: &Config, user: &str) -> anyhow::Result<()> {
+    use authgate::lifecycle::{describe, operator_request, Outcome};
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    let req = operator_request(user, now).map_err(|e| anyhow::anyhow!(e))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let done = rt
+        .block_on(async {
+            let store = authgate::store::Store::connect(
+                &config.store.url,
+                std::time::Duration::from_millis(config.store.busy_timeout_ms),
+                2,
+            )
+            .await?;
+            store
+                .cut_off(&req.whom(), req.at, now, &req.reason, None)
+                .await
+        })
+        .with_context(|| format!("store at {}", config::redact_url(&config.store.url)))?;
+    let unknown = done.users.is_empty();
+    println!("{}", describe(user, &Outcome::Done(done)));
+    if unknown {
+        anyhow::bail!("no such user");
+    }
+    Ok(())
 }
 
 /// The offline demo: a random secret, SQLite in `./authgate-dev.db`, two identity providers (the

@@ -22,6 +22,10 @@ pub struct Metrics {
     pub refresh_reuse: IntCounter,
     pub refresh_reuse_in_grace: IntCounter,
     pub revoked_tokens: IntGauge,
+    pub user_cutoffs: IntCounterVec,
+    pub user_cutoffs_held: IntGauge,
+    pub user_cutoffs_spooled: IntGauge,
+    pub security_events: IntCounterVec,
     pub provider_duration: HistogramVec,
     pub client_errors: IntCounterVec,
     pub open_connections: IntGauge,
@@ -121,6 +125,24 @@ impl Metrics {
             revoked_tokens: gauge(
                 "authgate_revoked_tokens",
                 "Revoked access tokens held in memory until they expire.",
+            ),
+            user_cutoffs: counter(
+                "authgate_user_cutoffs_total",
+                "Users whose every session was ended, by reason (unlink, a Kakao event, operator), counted where it was asked for.",
+                &["reason"],
+            ),
+            user_cutoffs_held: gauge(
+                "authgate_user_cutoffs",
+                "Per-user cut-offs held in memory until every token they refuse has expired.",
+            ),
+            user_cutoffs_spooled: gauge(
+                "authgate_user_cutoffs_spooled",
+                "User cut-offs waiting in store.spool_file for the store to take them.",
+            ),
+            security_events: counter(
+                "authgate_security_events_total",
+                "Kakao unlink calls and security event tokens received, by kind and result.",
+                &["kind", "result"],
             ),
             provider_duration: histogram(
                 "authgate_provider_request_duration_seconds",

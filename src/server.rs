@@ -17,11 +17,14 @@ use crate::api::AuthApi;
 use crate::config::{redact_url, Config};
 use crate::connections::{ConnectionRules, Guarded};
 use crate::identity::HeaderRules;
+use crate::lifecycle::Lifecycle;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::routes::Router;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
+use crate::sync::{self, Synced};
+use crate::tokens::cutoff::Cutoffs;
 use crate::tokens::jwt::Verifier;
 use crate::tokens::revocation::Revocations;
 use crate::upstreams::Upstream;
@@ -35,92 +38,6 @@ pub fn app_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .thread_name("authgate-app")
         .enable_all()
         .build()
-}
-
-fn unix_now() -> i64 {
-    jsonwebtoken::get_current_timestamp() as i64
-}
-
-/// Loads every revocation that can still matter; returns the sync point taken *before* loading,
-/// so whatever commits during the load is read by the sync (see `store/revocations.rs`).
-async fn load_revocations(store: &Store, revocations: &Revocations) -> Result<i64, StoreError> {
-    let point = store.sync_point().await?;
-    let mut cursor = 0;
-    loop {
-        let rows = store.revocations_since(cursor, unix_now()).await?;
-        let Some(last) = rows.last() else { break };
-        cursor = last.0;
-        for (_, jti, exp) in &rows {
-            revocations.revoke(jti, *exp);
-        }
-    }
-    tracing::info!(revoked = revocations.len(), "revocations loaded");
-    Ok(point)
-}
-
-/// One sync pass: every revocation from sync point `point` on, paged.
-async fn read_from(store: &Store, revocations: &Revocations, point: i64) -> Result<(), StoreError> {
-    let mut after_id = 0;
-    loop {
-        let rows = store.revocations_from(point, after_id, unix_now()).await?;
-        let Some(last) = rows.last() else {
-            return Ok(());
-        };
-        after_id = last.0;
-        for (_, jti, exp) in &rows {
-            revocations.revoke(jti, *exp);
-        }
-    }
-}
-
-/// Every second, picks up revocations written by other instances (or by this one); every hour,
-/// prunes rows nobody can use any more. Each pass takes a new sync point before it reads from
-/// the previous one, so no revocation is missed however late it commits (`store/revocations.rs`
-/// explains why). Store outages only delay it: it resumes from the last point it read from.
-async fn sync_revocations(
-    store: Store,
-    revocations: Arc<Revocations>,
-    mut point: i64,
-    metrics: Arc<Metrics>,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_prune = std::time::Instant::now();
-    let mut last_purge = std::time::Instant::now();
-    let mut failing = false;
-    loop {
-        tick.tick().await;
-        if last_purge.elapsed() > Duration::from_secs(60) {
-            last_purge = std::time::Instant::now();
-            metrics.revoked_tokens.set(revocations.purge() as i64);
-        }
-        let pass = async {
-            let next = store.sync_point().await?;
-            read_from(&store, &revocations, point).await?;
-            Ok::<_, StoreError>(next)
-        };
-        match pass.await {
-            Ok(next) => {
-                if failing {
-                    tracing::info!("store reachable again: revocation sync resumed");
-                    failing = false;
-                }
-                point = next;
-                metrics.revoked_tokens.set(revocations.len() as i64);
-            }
-            Err(e) if !failing => {
-                tracing::warn!(error = %e, "revocation sync failed; verifying from memory until the store is back");
-                failing = true;
-            }
-            Err(_) => {}
-        }
-        if last_prune.elapsed() > Duration::from_secs(3600) {
-            last_prune = std::time::Instant::now();
-            if let Err(e) = store.prune(unix_now()).await {
-                tracing::warn!(error = %e, "pruning expired tokens failed");
-            }
-        }
-    }
 }
 
 /// Each proxied connection may hold a second descriptor towards a backend: with fewer than about
@@ -198,7 +115,12 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
             .expect("config checked upstream names")
     });
     let revocations = Arc::new(Revocations::new());
-    let verifier = Arc::new(Verifier::new(&config.jwt, revocations.clone()));
+    let cutoffs = Arc::new(Cutoffs::new());
+    let verifier = Arc::new(Verifier::new(
+        &config.jwt,
+        revocations.clone(),
+        cutoffs.clone(),
+    ));
     let store = app
         .block_on(Store::connect(
             &config.store.url,
@@ -211,22 +133,36 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
                 redact_url(&config.store.url)
             )
         })?;
+    let metrics = Arc::new(Metrics::new());
+    let lifecycle = Arc::new(Lifecycle::new(
+        store.clone(),
+        cutoffs.clone(),
+        metrics.clone(),
+        config.store.spool_file.clone(),
+    ));
+    let synced = Synced {
+        store: store.clone(),
+        revocations: revocations.clone(),
+        cutoffs: cutoffs.clone(),
+        lifecycle: lifecycle.clone(),
+        metrics: metrics.clone(),
+        horizon: sync::cutoff_horizon(
+            config.jwt.access_ttl_minutes as i64 * 60,
+            config.jwt.leeway_seconds as i64,
+        ),
+    };
     // Refusing to start beats starting without the revocations: a revoked token would pass.
     let sync_point = app
-        .block_on(load_revocations(&store, &revocations))
-        .context("loading revoked tokens")?;
-    let metrics = Arc::new(Metrics::new());
-    app.spawn(sync_revocations(
-        store.clone(),
-        revocations.clone(),
-        sync_point,
-        metrics.clone(),
-    ));
+        .block_on(synced.load())
+        .context("loading revoked tokens and user cut-offs")?;
+    app.spawn(synced.run(sync_point));
     let api = AuthApi::new(
         &config,
         store,
         verifier.clone(),
         revocations,
+        cutoffs,
+        lifecycle.clone(),
         metrics.clone(),
     )
     .context("building the Kakao client")?;
@@ -284,7 +220,7 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
         "drain watch",
         DrainWatch(readiness.clone()),
     ));
-    app.spawn(admin::serve(admin_listener, readiness, metrics));
+    app.spawn(admin::serve(admin_listener, readiness, metrics, lifecycle));
 
     tracing::info!(
         listen = %config.server.listen,

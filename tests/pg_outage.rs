@@ -35,8 +35,18 @@ async fn postgres_stopped_gives_503_verifying_goes_on_and_it_recovers_by_itself(
     };
     let fake = fake_kakao(&[REDIRECT_URI]).await;
     let up = Upstream::start("app").await;
-    let gw = Gateway::start(&login_config(&fake, &up, &pg, "require_state = false", "")).await;
+    let admin_key = "0123456789abcdef0123456789abcdef";
+    let gw = Gateway::start(&login_config(
+        &fake,
+        &up,
+        &pg,
+        "require_state = false",
+        &format!("admin_key = \"{admin_key}\""),
+    ))
+    .await;
     let tokens = seed_login(&gw, &fake, RYAN).await;
+    let muzi = seed_login(&gw, &fake, 1_000_003).await;
+    let muzi = bearer(muzi["access_token"].as_str().unwrap());
     let auth = bearer(tokens["access_token"].as_str().unwrap());
     let login_url = gw.get("/api/auth/kakao/login-url", &[]).await.json()["login_url"]
         .as_str()
@@ -59,6 +69,19 @@ async fn postgres_stopped_gives_503_verifying_goes_on_and_it_recovers_by_itself(
         200,
         "verification needs no store"
     );
+    // Kakao's unlink webhook is answered within its 3 s all the same, and kept in the spool.
+    let (status, took) = fake
+        .send_unlink(
+            &format!("http://{}/api/auth/kakao/unlink", gw.addr),
+            admin_key,
+            "",
+            1_000_003,
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", gw.log());
+    assert!(took < Duration::from_secs(3), "{took:?}");
     drop(restart);
 
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -70,5 +93,20 @@ async fn postgres_stopped_gives_503_verifying_goes_on_and_it_recovers_by_itself(
         r.assert_gateway_error(503, "STORE_UNAVAILABLE");
         assert!(Instant::now() < deadline, "the gateway never recovered");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The spooled unlink reached the store and took effect.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw
+        .get("/api/orders", &[("Authorization", &muzi)])
+        .await
+        .status
+        != 401
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the spooled unlink was never applied\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

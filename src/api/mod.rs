@@ -12,10 +12,13 @@
 //! | `POST /refresh` | rotates the refresh token; reuse after the grace window revokes the family | `session.rs` |
 //! | `GET  /profile` | the seed's `UserProfileResponse` | `session.rs` |
 //! | `POST /logout` | revokes the access token (store first) and every refresh token of the user | `session.rs` |
+//! | `GET\|POST /{kakao id}/unlink` | Kakao's unlink webhook: every session of the user ends | `notifications.rs` |
+//! | `POST /{kakao id}/events` | Kakao's account-status webhook (security event tokens) | `notifications.rs` |
 //!
 //! This file holds what they share: the request and reply types, dispatch, and issuing tokens.
 
 mod login;
+mod notifications;
 mod session;
 
 use std::collections::HashMap;
@@ -28,10 +31,12 @@ use serde_json::json;
 use crate::config::Config;
 use crate::cookies;
 use crate::error::GatewayError;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::providers::{Provider, ProviderError};
 use crate::routes::check_target;
 use crate::store::{Store, User};
+use crate::tokens::cutoff::Cutoffs;
 use crate::tokens::jwt::{Issuer, Subject, Verifier};
 use crate::tokens::refresh;
 use crate::tokens::revocation::Revocations;
@@ -147,6 +152,8 @@ pub struct AuthApi {
     issuer: Issuer,
     verifier: Arc<Verifier>,
     revocations: Arc<Revocations>,
+    cutoffs: Arc<Cutoffs>,
+    lifecycle: Arc<Lifecycle>,
     state: StateSigner,
     require_state: bool,
     allowed_origins: Vec<String>,
@@ -196,6 +203,8 @@ impl AuthApi {
         store: Store,
         verifier: Arc<Verifier>,
         revocations: Arc<Revocations>,
+        cutoffs: Arc<Cutoffs>,
+        lifecycle: Arc<Lifecycle>,
         metrics: Arc<Metrics>,
     ) -> Result<AuthApi, reqwest::Error> {
         let keys = cfg.jwt.keys.as_ref().expect("validated config has keys");
@@ -213,6 +222,8 @@ impl AuthApi {
             issuer: Issuer::new(&cfg.jwt),
             verifier,
             revocations,
+            cutoffs,
+            lifecycle,
             state: StateSigner::new(&keys.state_key),
             require_state: cfg.auth.require_state,
             allowed_origins: cfg.auth.allowed_redirect_origins.clone(),
@@ -229,6 +240,22 @@ impl AuthApi {
     /// True for every path this module answers (the proxy sends them here, never upstream),
     /// in any ASCII case like route prefixes: `/API/AUTH/x` is ours too (and unknown, 404),
     /// never an upstream's.
+    /// The routes the per-IP auth limit does not apply to: public key material, and Kakao's
+    /// webhooks (authenticated by the admin key or a signature, and sent from a few Kakao
+    /// addresses in bursts a per-IP login budget would refuse; an unlink refused is never sent
+    /// again).
+    pub fn exempt_from_auth_limit(&self, path: &str) -> bool {
+        path == JWKS_PATH
+            || path
+                .strip_prefix(self.prefix.as_str())
+                .and_then(|p| p.strip_prefix('/'))
+                .and_then(|p| p.split_once('/'))
+                .is_some_and(|(id, action)| {
+                    matches!(action, "unlink" | "events")
+                        && self.providers.iter().any(|p| p.id() == id && p.is_kakao())
+                })
+    }
+
     pub fn owns(&self, path: &str) -> bool {
         path.eq_ignore_ascii_case(JWKS_PATH)
             || crate::routes::prefix_matches_ignore_case(&self.prefix, path)
@@ -324,6 +351,17 @@ impl AuthApi {
             "callback" if m == Method::POST => self.json_callback(provider, req).await,
             "login-url" | "login" => Err(GatewayError::MethodNotAllowed("GET".into())),
             "callback" => Err(GatewayError::MethodNotAllowed("GET, POST".into())),
+            "unlink" | "events" => {
+                let Provider::Kakao(k) = provider else {
+                    return Err(GatewayError::NoRoute);
+                };
+                match (action, m) {
+                    ("unlink", &Method::GET | &Method::POST) => self.kakao_unlink(k, req).await,
+                    ("unlink", _) => Err(GatewayError::MethodNotAllowed("GET, POST".into())),
+                    (_, &Method::POST) => Ok(self.kakao_events(k, req).await),
+                    _ => Err(GatewayError::MethodNotAllowed("POST".into())),
+                }
+            }
             _ => Err(GatewayError::NoRoute),
         }
     }
@@ -372,7 +410,7 @@ impl AuthApi {
     fn sign(&self, subject: Subject, refresh: String) -> Result<Issued, GatewayError> {
         let (access, claims_exp) = self
             .issuer
-            .issue_access(&subject)
+            .issue_access(&subject, self.cutoffs.issue_at(subject.user_id, now()))
             .map_err(|e| GatewayError::Internal(format!("signing failed: {e}")))?;
         self.metrics
             .tokens_issued

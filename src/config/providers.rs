@@ -36,6 +36,11 @@ pub struct KakaoConfig {
     pub oidc: bool,
     pub issuer: String,
     pub jwks_url: String,
+    /// The app's Primary Admin Key: Kakao's unlink callback authenticates with it
+    /// (`Authorization: KakaoAK …`). Empty: the unlink route is off.
+    pub admin_key: String,
+    /// The app's id: when set, an unlink callback must name it.
+    pub app_id: String,
 }
 
 /// Any OpenID Connect issuer (`kind = "oidc"`).
@@ -182,6 +187,8 @@ const KAKAO_KEYS: &[&str] = &[
     "oidc",
     "issuer",
     "jwks_url",
+    "admin_key",
+    "app_id",
 ];
 
 /// `[kakao]`: `None` while `client_id` is empty (the seed's environment variables override).
@@ -200,16 +207,28 @@ pub(super) fn read_kakao(
     let redirect_uri = env_or(env, "KAKAO_REDIRECT_URI", || {
         s.string("redirect_uri", "", p)
     });
+    let admin_key = env_or(env, "KAKAO_ADMIN_KEY", || s.string("admin_key", "", p));
     let kakao = kakao_fields(
         s,
         "kakao",
         &display_name,
-        client_id,
-        client_secret,
-        redirect_uri,
+        Secrets {
+            client_id,
+            client_secret,
+            redirect_uri,
+            admin_key,
+        },
         p,
     );
     kakao.filter(|k| !k.client_id.is_empty())
+}
+
+/// What `[kakao]` and `[[providers]]` read each their own way (environment variables).
+struct Secrets {
+    client_id: String,
+    client_secret: String,
+    redirect_uri: String,
+    admin_key: String,
 }
 
 /// The keys a Kakao provider shares between `[kakao]` and `[[providers]]`.
@@ -217,11 +236,23 @@ fn kakao_fields(
     s: &Sec<'_>,
     id: &str,
     display_name: &str,
-    client_id: String,
-    client_secret: String,
-    redirect_uri: String,
+    secrets: Secrets,
     p: &mut Vec<Problem>,
 ) -> Option<KakaoConfig> {
+    let Secrets {
+        client_id,
+        client_secret,
+        redirect_uri,
+        admin_key,
+    } = secrets;
+    if !admin_key.is_empty() && admin_key.len() < 16 {
+        p.push(s.problem(
+            "admin_key",
+            "(set)",
+            "use the app's Primary Admin Key from Kakao Developers (App Keys): 32 characters",
+        ));
+    }
+    let app_id = s.string("app_id", "", p);
     let oidc = s.bool("oidc", false, p);
     let mut scopes = s.strings(
         "scopes",
@@ -261,6 +292,28 @@ fn kakao_fields(
         oidc,
         issuer,
         jwks_url,
+        admin_key,
+        app_id,
+    })
+}
+
+/// `key`, or the environment variable `key_env` names (not both).
+fn value_or_env(s: &Sec<'_>, key: &str, env: EnvLookup<'_>, p: &mut Vec<Problem>) -> String {
+    let env_key = format!("{key}_env");
+    let var = s.string(&env_key, "", p);
+    if var.is_empty() {
+        return s.string(key, "", p);
+    }
+    if s.t.contains_key(key) {
+        p.push(s.problem(key, "(set)", format!("set {key} or {env_key}, not both")));
+    }
+    env(&var).unwrap_or_else(|| {
+        p.push(s.problem(
+            &env_key,
+            format!("{var:?}"),
+            format!("the environment variable {var} is not set"),
+        ));
+        String::new()
     })
 }
 
@@ -273,7 +326,7 @@ pub(super) fn read_provider(
     let kind = s.string("kind", "", p);
     let mut known: Vec<&str> = vec!["id", "kind", "display_name", "client_secret_env"];
     match kind.as_str() {
-        "kakao" => known.extend(KAKAO_KEYS),
+        "kakao" => known.extend(KAKAO_KEYS.iter().chain(&["admin_key_env"])),
         "oidc" => known.extend([
             "issuer",
             "client_id",
@@ -316,43 +369,27 @@ pub(super) fn read_provider(
     }
     let display_name = s.string("display_name", &id, p);
     let client_id = s.nonempty_string("client_id", "", p);
-    let secret_env = s.string("client_secret_env", "", p);
-    let client_secret = if secret_env.is_empty() {
-        s.string("client_secret", "", p)
-    } else {
-        if s.t.contains_key("client_secret") {
-            p.push(s.problem(
-                "client_secret",
-                "(set)",
-                "set client_secret or client_secret_env, not both",
-            ));
-        }
-        match env(&secret_env) {
-            Some(v) => v,
-            None => {
-                p.push(s.problem(
-                    "client_secret_env",
-                    format!("{secret_env:?}"),
-                    format!("the environment variable {secret_env} is not set"),
-                ));
-                String::new()
-            }
-        }
-    };
+    let client_secret = value_or_env(s, "client_secret", env, p);
     let redirect_uri = s.string("redirect_uri", "", p);
     let timeout_ms = s.int("timeout_ms", 5000, 100, 60_000, p);
     let example = format!("https://app.example/api/auth/{id}/callback");
     match kind.as_str() {
-        "kakao" => kakao_fields(
-            s,
-            &id,
-            &display_name,
-            client_id,
-            client_secret,
-            redirect_uri,
-            p,
-        )
-        .map(ProviderConfig::Kakao),
+        "kakao" => {
+            let admin_key = value_or_env(s, "admin_key", env, p);
+            kakao_fields(
+                s,
+                &id,
+                &display_name,
+                Secrets {
+                    client_id,
+                    client_secret,
+                    redirect_uri,
+                    admin_key,
+                },
+                p,
+            )
+            .map(ProviderConfig::Kakao)
+        }
         "naver" => {
             check_redirect_uri(s, &redirect_uri, &example, p);
             if client_secret.is_empty() {

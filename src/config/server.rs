@@ -134,10 +134,17 @@ pub struct StoreConfig {
     /// How long a write may wait for a locked SQLite file before the store counts as unavailable.
     pub busy_timeout_ms: u64,
     pub max_connections: u32,
+    /// Where a user cut-off waits while the store cannot take it (a Kakao unlink must be
+    /// answered within 3 s and is not sent again): JSON lines, replayed once the store is back
+    /// and across restarts. Relative to the config file.
+    pub spool_file: std::path::PathBuf,
 }
 
-pub(super) fn read_store(s: &Sec<'_>, p: &mut Vec<Problem>) -> StoreConfig {
-    s.only_keys(&["url", "busy_timeout_ms", "max_connections"], p);
+pub(super) fn read_store(s: &Sec<'_>, base: &std::path::Path, p: &mut Vec<Problem>) -> StoreConfig {
+    s.only_keys(
+        &["url", "busy_timeout_ms", "max_connections", "spool_file"],
+        p,
+    );
     let url = s.string("url", "sqlite://authgate.db", p);
     if crate::store::Backend::of_url(&url).is_none() {
         p.push(s.problem(
@@ -150,6 +157,7 @@ pub(super) fn read_store(s: &Sec<'_>, p: &mut Vec<Problem>) -> StoreConfig {
         url,
         busy_timeout_ms: s.int("busy_timeout_ms", 2000, 10, 60_000, p),
         max_connections: s.int("max_connections", 8, 1, 512, p) as u32,
+        spool_file: base.join(s.string("spool_file", "authgate-spool.jsonl", p)),
     }
 }
 

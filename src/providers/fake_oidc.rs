@@ -477,7 +477,7 @@ fn oauth_error(status: u16, error: &str, description: &str) -> Reply {
 }
 
 /// The key id of one of the fake keys.
-fn kid(alg: SigningAlg, key: usize) -> String {
+pub(super) fn kid(alg: SigningAlg, key: usize) -> String {
     let kind = match alg {
         SigningAlg::RS256 => "rsa",
         SigningAlg::ES256 => "ec",
@@ -485,7 +485,7 @@ fn kid(alg: SigningAlg, key: usize) -> String {
     format!("{kind}-{}", ["a", "b"][key])
 }
 
-fn signing(alg: SigningAlg, key: usize) -> (Algorithm, EncodingKey) {
+pub(super) fn signing(alg: SigningAlg, key: usize) -> (Algorithm, EncodingKey) {
     match alg {
         SigningAlg::RS256 => (
             Algorithm::RS256,

@@ -119,7 +119,7 @@ impl Jwks {
     /// (so a key the issuer withdrew stops being trusted; the old set stays in use while the
     /// issuer cannot be reached, tried again a minute later). A `kid` the set lacks makes us
     /// fetch it again (the issuer rotated), but at most once a minute.
-    async fn key(&self, url: &str, kid: Option<&str>) -> Result<Jwk, ProviderError> {
+    pub(crate) async fn key(&self, url: &str, kid: Option<&str>) -> Result<Jwk, ProviderError> {
         let (missing, stale, seen) = {
             let c = self.cached.lock().expect("jwks lock");
             let missing = c.refresh_at.is_none() || c.url != url;
@@ -230,7 +230,7 @@ pub struct Rules<'a> {
 }
 
 /// The algorithms accepted, each with the key type it needs.
-fn allowed(alg: Algorithm, key: &Jwk) -> bool {
+pub(crate) fn allowed(alg: Algorithm, key: &Jwk) -> bool {
     let fits = match (&key.algorithm, alg) {
         (AlgorithmParameters::RSA(_), Algorithm::RS256 | Algorithm::PS256) => true,
         (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => {

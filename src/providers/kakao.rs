@@ -12,6 +12,7 @@
 use serde::Deserialize;
 
 use super::id_token::{self, Jwks, Rules};
+use super::set::{self, SecurityEvent, SetError};
 use super::{http, LoginRequest, ProviderError};
 use crate::config::KakaoConfig;
 use crate::store::ProviderUser;
@@ -79,6 +80,17 @@ impl KakaoClient {
 
     pub fn config(&self) -> &KakaoConfig {
         &self.cfg
+    }
+
+    /// A pushed account-status event, verified against Kakao's keys (`set.rs`).
+    pub async fn verify_event(&self, token: &str, now: i64) -> Result<SecurityEvent, SetError> {
+        let rules = set::Rules {
+            issuer: &self.cfg.issuer,
+            audience: &self.cfg.client_id,
+            jwks_url: &self.cfg.jwks_url,
+            leeway: self.leeway as i64,
+        };
+        set::verify(&self.jwks, &rules, token, now).await
     }
 
     /// The authorize URL; scopes are comma-separated as Kakao expects at authorize.

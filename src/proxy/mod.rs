@@ -190,9 +190,15 @@ impl ProxyHttp for Gateway {
         // anonymous requests, refused tokens (whatever `sub` they claim) and requests refused
         // as malformed, unknown or of the wrong method.
         let limited = match (&admitted, ctx.route) {
-            // JWKS is public key material that upstreams fetch; only the login endpoints are
-            // worth guessing at.
-            (Ok(Step::Api), _) if session.req_header().uri.path() == api::JWKS_PATH => Ok(()),
+            // JWKS is public key material that upstreams fetch, Kakao's webhooks come in bursts
+            // from Kakao; only the login endpoints are worth guessing at.
+            (Ok(Step::Api), _)
+                if self
+                    .api
+                    .exempt_from_auth_limit(session.req_header().uri.path()) =>
+            {
+                Ok(())
+            }
             (Ok(Step::Api), _) => self.limits.check_auth(key),
             (Ok(Step::Proxy), Some(route)) => match &ctx.claims {
                 Some(c) => self.limits.check_user(route, &c.sub),

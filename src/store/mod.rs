@@ -9,11 +9,15 @@
 //!
 //! This file: connecting, users, housekeeping. `refresh.rs`: refresh-token families and their
 //! rotation. `revocations.rs`: revoked access tokens and how other instances read them.
+//! `cutoffs.rs`: per-user cut-offs and the security events acted on.
 
+mod cutoffs;
 mod refresh;
 mod revocations;
 
+pub use cutoffs::{CutOff, Whom};
 pub use refresh::Rotation;
+pub use revocations::SyncPoint;
 
 use std::time::Duration;
 
@@ -193,8 +197,18 @@ impl Store {
         Ok(row.as_ref().map(user_from).transpose()?)
     }
 
-    /// Deletes rows nobody can use any more.
-    pub async fn prune(&self, now: i64) -> Result<()> {
+    /// Deletes rows nobody can use any more: cut-offs at or before `cutoffs_before` (every
+    /// token they refuse has expired), security events older than `events_before` (their
+    /// `iat` is refused as too old anyway).
+    pub async fn prune(&self, now: i64, cutoffs_before: i64, events_before: i64) -> Result<()> {
+        sqlx::query("DELETE FROM user_cutoffs WHERE not_before <= $1")
+            .bind(cutoffs_before)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM security_events WHERE received_at < $1")
+            .bind(events_before)
+            .execute(&self.pool)
+            .await?;
         sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
             .bind(now - 3600)
             .execute(&self.pool)
@@ -212,6 +226,7 @@ impl Store {
             "users" => "SELECT COUNT(*) AS n FROM users",
             "refresh_tokens" => "SELECT COUNT(*) AS n FROM refresh_tokens",
             "revoked_tokens" => "SELECT COUNT(*) AS n FROM revoked_tokens",
+            "user_cutoffs" => "SELECT COUNT(*) AS n FROM user_cutoffs",
             other => panic!("no table {other}"),
         };
         let row = sqlx::query(sql).fetch_one(&self.pool).await?;

@@ -13,12 +13,21 @@
 //! - SQLite: one writer at a time, and a row's id is assigned inside the writer's lock, so ids
 //!   become visible in order; the point is the highest id.
 //!
-//! Reading a row twice only inserts into the in-memory set again.
+//! Reading a row twice only inserts into the in-memory set again. Per-user cut-offs
+//! (`cutoffs.rs`) are read from the same points.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{Backend, Result, Store, StoreError};
+
+/// Where a sync pass reads from: on PostgreSQL one transaction horizon for both tables, on
+/// SQLite each table's highest id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncPoint {
+    pub revocations: i64,
+    pub cutoffs: i64,
+}
 
 /// How long after its expiry a revocation is still read: a token within the verifier's leeway
 /// still passes, and logout revokes even expired tokens.
@@ -59,24 +68,38 @@ impl Store {
         Ok(())
     }
 
-    /// Where the next read of [`Store::revocations_from`] must start so that, together with
-    /// this read, nothing is missed (see the module docs).
-    pub async fn sync_point(&self) -> Result<i64> {
+    /// Where the next reads of [`Store::revocations_from`] and [`Store::cutoffs_from`] must
+    /// start so that, together with this read, nothing is missed (see the module docs).
+    pub async fn sync_point(&self) -> Result<SyncPoint> {
         let sql = match self.backend {
             Backend::Postgres => {
-                "SELECT CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT) AS p"
+                "SELECT CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT) AS p, \
+                 0 AS c"
             }
-            Backend::Sqlite => "SELECT COALESCE(MAX(id), 0) AS p FROM revoked_tokens",
+            Backend::Sqlite => {
+                "SELECT (SELECT COALESCE(MAX(id), 0) FROM revoked_tokens) AS p, \
+                 (SELECT COALESCE(MAX(id), 0) FROM user_cutoffs) AS c"
+            }
         };
         let row = sqlx::query(sql).fetch_one(&self.pool).await?;
-        Ok(row.try_get("p")?)
+        let p: i64 = row.try_get("p")?;
+        Ok(match self.backend {
+            Backend::Postgres => SyncPoint {
+                revocations: p,
+                cutoffs: p,
+            },
+            Backend::Sqlite => SyncPoint {
+                revocations: p,
+                cutoffs: row.try_get("c")?,
+            },
+        })
     }
 
     /// Revocations from sync point `point` on that can still matter, from row `after_id` on, in
     /// pages: `(id, jti, exp)`.
     pub async fn revocations_from(
         &self,
-        point: i64,
+        point: SyncPoint,
         after_id: i64,
         now: i64,
     ) -> Result<Vec<(i64, String, i64)>> {
@@ -91,7 +114,7 @@ impl Store {
             }
         };
         let rows = sqlx::query(sql)
-            .bind(point)
+            .bind(point.revocations)
             .bind(after_id)
             .bind(now - EXPIRED_MARGIN)
             .fetch_all(&self.pool)
@@ -146,7 +169,7 @@ mod tests {
             // A later point leaves out what was read before... on SQLite exactly; on
             // PostgreSQL rows of transactions still running at the point are read again.
             let later = s.sync_point().await.unwrap();
-            assert!(later >= point);
+            assert!(later.revocations >= point.revocations);
             if s.backend == super::Backend::Sqlite {
                 assert!(s.revocations_from(later, 0, 700).await.unwrap().is_empty());
             }

@@ -7,6 +7,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 
+use super::cutoff::Cutoffs;
 use super::revocation::Revocations;
 use crate::config::JwtConfig;
 
@@ -44,12 +45,12 @@ impl Issuer {
         }
     }
 
-    /// Returns the token and its `exp`.
+    /// Returns the token and its `exp`; `now` is its `iat` (see `Cutoffs::issue_at`).
     pub fn issue_access(
         &self,
         who: &Subject,
+        now: i64,
     ) -> Result<(String, i64), jsonwebtoken::errors::Error> {
-        let now = jsonwebtoken::get_current_timestamp() as i64;
         let exp = now + self.ttl_seconds;
         let jti = format!("{:032x}", rand::random::<u128>());
         let claims = serde_json::json!({
@@ -86,6 +87,9 @@ pub struct AccessClaims {
     pub nickname: Option<String>,
     #[serde(default)]
     pub provider: Option<String>,
+    /// `sub` as our user id (every token we issue has one), for the per-user cut-offs.
+    #[serde(skip)]
+    pub user_id: Option<i64>,
     /// The identity claims as header values, built once when the token verifies and kept with
     /// the claims in the verified-token cache, so forwarding copies no claim per request.
     #[serde(skip)]
@@ -128,6 +132,8 @@ pub enum TokenError {
     Expired,
     #[error("token revoked (jti {0})")]
     Revoked(String),
+    #[error("every token of user {0} issued before its cut-off is revoked")]
+    CutOff(i64),
     #[error("invalid token: {0}")]
     Invalid(String),
 }
@@ -139,6 +145,7 @@ pub struct Verifier {
     /// idle, as long as it is ours (correctly signed) and not revoked.
     validation_any_exp: Validation,
     revocations: Arc<Revocations>,
+    cutoffs: Arc<Cutoffs>,
     /// Tokens whose signature and claims already verified, keyed by the whole token: a hit
     /// skips the signature and JSON work, never the expiry and revocation checks. Only tokens
     /// that verified are ever inserted, so a forged token can only miss.
@@ -148,7 +155,7 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(cfg: &JwtConfig, revocations: Arc<Revocations>) -> Verifier {
+    pub fn new(cfg: &JwtConfig, revocations: Arc<Revocations>, cutoffs: Arc<Cutoffs>) -> Verifier {
         let keys = cfg.keys.as_ref().expect("validated config has keys");
         let mut validation = Validation::new(cfg.algorithm.to_jsonwebtoken());
         validation.leeway = cfg.leeway_seconds;
@@ -175,6 +182,7 @@ impl Verifier {
             validation,
             validation_any_exp,
             revocations,
+            cutoffs,
             verified,
             leeway: cfg.leeway_seconds as i64,
             max_token_bytes: cfg.max_token_bytes,
@@ -268,6 +276,11 @@ impl Verifier {
         if self.revocations.is_revoked(&claims.jti) {
             return Err(TokenError::Revoked(claims.jti.clone()));
         }
+        if let Some(user) = claims.user_id {
+            if self.cutoffs.cuts_off(user, claims.iat) {
+                return Err(TokenError::CutOff(user));
+            }
+        }
         Ok(claims)
     }
 
@@ -297,6 +310,7 @@ impl Verifier {
             v.as_deref()
                 .and_then(|v| http::HeaderValue::from_str(v).ok())
         };
+        claims.user_id = claims.sub.parse().ok();
         claims.header_values = IdentityValues {
             // Upstreams key their users by it: a `sub` that cannot travel as a header is refused.
             sub: http::HeaderValue::from_str(&claims.sub)
@@ -325,7 +339,7 @@ mod tests {
         );
         let cfg = Config::parse(&text, std::path::Path::new("."), &|_| None).unwrap();
         assert_eq!(cfg.jwt.algorithm, JwtAlgorithm::HS256);
-        Verifier::new(&cfg.jwt, Arc::new(Revocations::new()))
+        Verifier::new(&cfg.jwt, Arc::new(Revocations::new()), Arc::default())
     }
 
     fn now() -> i64 {
@@ -459,7 +473,9 @@ mod tests {
             nickname: Some("n".into()),
             provider: "kakao".into(),
         };
-        let (token, exp) = Issuer::new(&cfg.jwt).issue_access(&who).unwrap();
+        let (token, exp) = Issuer::new(&cfg.jwt)
+            .issue_access(&who, jsonwebtoken::get_current_timestamp() as i64)
+            .unwrap();
         let c = verifier().verify(&token).unwrap();
         assert_eq!(
             (
@@ -473,13 +489,45 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_off_refuses_the_users_older_tokens_cached_or_not_and_nobody_else() {
+        let v = verifier();
+        let mut old = claims();
+        old["iat"] = json!(now() - 5);
+        let old = sign(jsonwebtoken::Algorithm::HS256, &old);
+        let mut other = claims();
+        other["sub"] = json!("8");
+        other["jti"] = json!("j8");
+        let other = sign(jsonwebtoken::Algorithm::HS256, &other);
+        assert!(v.verify(&old).is_ok(), "cached now");
+        v.cutoffs.cut(7, now() - 1);
+        assert_eq!(v.verify(&old), Err(TokenError::CutOff(7)), "a cache hit");
+        let mut fresh = claims();
+        fresh["iat"] = json!(now() - 4);
+        fresh["jti"] = json!("j2");
+        let fresh = sign(jsonwebtoken::Algorithm::HS256, &fresh);
+        assert_eq!(v.verify(&fresh), Err(TokenError::CutOff(7)), "a miss");
+        assert_eq!(
+            v.verify_even_expired(&old),
+            Err(TokenError::CutOff(7)),
+            "logout too"
+        );
+        assert!(v.verify(&other).is_ok(), "another user");
+        let mut later = claims();
+        later["iat"] = json!(now() + 1);
+        later["jti"] = json!("j3");
+        assert!(v
+            .verify(&sign(jsonwebtoken::Algorithm::HS256, &later))
+            .is_ok());
+    }
+
+    #[test]
     fn cached_tokens_still_expire_and_can_be_revoked() {
         let text = format!(
             "[jwt]\nsecret = \"{SECRET}\"\nleeway_seconds = 0\n[[upstreams]]\nname=\"a\"\naddrs=[\"127.0.0.1:1\"]\n\
              [[routes]]\nname=\"r\"\npath_prefix=\"/\"\nupstream=\"a\"\n"
         );
         let cfg = Config::parse(&text, std::path::Path::new("."), &|_| None).unwrap();
-        let v = Verifier::new(&cfg.jwt, Arc::new(Revocations::new()));
+        let v = Verifier::new(&cfg.jwt, Arc::new(Revocations::new()), Arc::default());
         let mut short = claims();
         short["exp"] = json!(now() + 1);
         short["jti"] = json!("short");

@@ -1,7 +1,8 @@
 //! Tokens the gateway issues and trusts: JWT access tokens ([`jwt`]), the revocation set
-//! ([`revocation`]), opaque rotating refresh tokens ([`refresh`]) and the signed login state
+//! ([`revocation`]), per-user cut-offs ([`cutoff`]), opaque rotating refresh tokens ([`refresh`]) and the signed login state
 //! with its PKCE verifier ([`state`]). No Pingora types and no I/O.
 
+pub mod cutoff;
 pub mod jwt;
 pub mod refresh;
 pub mod revocation;

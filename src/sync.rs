@@ -1,0 +1,167 @@
+//! Keeping every instance in step with the store: the revocations and per-user cut-offs that
+//! any instance (or `authgate revoke`) writes, loaded at start and read every second from
+//! sync points (`store/revocations.rs` explains why that misses nothing, however late a row
+//! commits); spooled cut-offs handed to the store (`lifecycle.rs`); hourly pruning.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
+use crate::providers::set::EVENT_MAX_AGE;
+use crate::store::{Store, StoreError, SyncPoint};
+use crate::tokens::cutoff::Cutoffs;
+use crate::tokens::revocation::Revocations;
+
+/// How long after a cut-off second it is kept: longer than any access token issued before it
+/// can live (`access_ttl` and the leeway), with an hour's margin for a TTL lowered since.
+pub fn cutoff_horizon(access_ttl_seconds: i64, leeway_seconds: i64) -> i64 {
+    access_ttl_seconds + leeway_seconds + 3600
+}
+
+fn unix_now() -> i64 {
+    jsonwebtoken::get_current_timestamp() as i64
+}
+
+/// The in-memory state the sync fills.
+pub struct Synced {
+    pub store: Store,
+    pub revocations: Arc<Revocations>,
+    pub cutoffs: Arc<Cutoffs>,
+    pub lifecycle: Arc<Lifecycle>,
+    pub metrics: Arc<Metrics>,
+    /// [`cutoff_horizon`] for this configuration.
+    pub horizon: i64,
+}
+
+impl Synced {
+    /// Loads every revocation and cut-off that can still matter; returns the sync point taken
+    /// *before* loading, so whatever commits during the load is read by the sync.
+    pub async fn load(&self) -> Result<SyncPoint, StoreError> {
+        let point = self.store.sync_point().await?;
+        let mut cursor = 0;
+        loop {
+            let rows = self.store.revocations_since(cursor, unix_now()).await?;
+            let Some(last) = rows.last() else { break };
+            cursor = last.0;
+            for (_, jti, exp) in &rows {
+                self.revocations.revoke(jti, *exp);
+            }
+        }
+        let mut cursor = 0;
+        loop {
+            let rows = self
+                .store
+                .cutoffs_since(cursor, unix_now() - self.horizon)
+                .await?;
+            let Some(last) = rows.last() else { break };
+            cursor = last.0;
+            for (_, user, at) in &rows {
+                self.cutoffs.cut(*user, *at);
+            }
+        }
+        self.gauges();
+        tracing::info!(
+            revoked = self.revocations.len(),
+            cut_off_users = self.cutoffs.len(),
+            "revocations and user cut-offs loaded"
+        );
+        Ok(point)
+    }
+
+    fn gauges(&self) {
+        self.metrics
+            .revoked_tokens
+            .set(self.revocations.len() as i64);
+        self.metrics
+            .user_cutoffs_held
+            .set(self.cutoffs.len() as i64);
+    }
+
+    /// One sync pass: every revocation and cut-off from sync point `point` on, paged.
+    async fn read_from(&self, point: SyncPoint) -> Result<(), StoreError> {
+        let mut after_id = 0;
+        loop {
+            let rows = self
+                .store
+                .revocations_from(point, after_id, unix_now())
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after_id = last.0;
+            for (_, jti, exp) in &rows {
+                self.revocations.revoke(jti, *exp);
+            }
+        }
+        let mut after_id = 0;
+        loop {
+            let rows = self
+                .store
+                .cutoffs_from(point, after_id, unix_now() - self.horizon)
+                .await?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            after_id = last.0;
+            for (_, user, at) in &rows {
+                if self.cutoffs.cut(*user, *at) {
+                    tracing::info!(user, "user cut-off picked up from the store");
+                }
+            }
+        }
+    }
+
+    /// Every second: spooled cut-offs to the store, then what other instances wrote. Each pass
+    /// takes a new sync point before it reads from the previous one. Store outages only delay
+    /// it: it resumes from the last point it read from.
+    pub async fn run(self, mut point: SyncPoint) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_prune = Instant::now();
+        let mut last_purge = Instant::now();
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            if last_purge.elapsed() > Duration::from_secs(60) {
+                last_purge = Instant::now();
+                self.revocations.purge();
+                self.cutoffs.purge(unix_now() - self.horizon);
+                self.gauges();
+            }
+            let pass = async {
+                self.lifecycle.replay().await?;
+                let next = self.store.sync_point().await?;
+                self.read_from(point).await?;
+                Ok::<_, StoreError>(next)
+            };
+            match pass.await {
+                Ok(next) => {
+                    if failing {
+                        tracing::info!("store reachable again: revocation sync resumed");
+                        failing = false;
+                    }
+                    point = next;
+                    self.gauges();
+                }
+                Err(e) if !failing => {
+                    tracing::warn!(error = %e, "revocation sync failed; verifying from memory until the store is back");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+            self.metrics
+                .user_cutoffs_spooled
+                .set(self.lifecycle.pending() as i64);
+            if last_prune.elapsed() > Duration::from_secs(3600) {
+                last_prune = Instant::now();
+                let now = unix_now();
+                if let Err(e) = self
+                    .store
+                    .prune(now, now - self.horizon, now - 2 * EVENT_MAX_AGE)
+                    .await
+                {
+                    tracing::warn!(error = %e, "pruning expired tokens failed");
+                }
+            }
+        }
+    }
+}

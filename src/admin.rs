@@ -49,6 +49,17 @@ impl Readiness {
     }
 }
 
+/// A browser sent it: it names an `Origin` (every browser does on a POST) or a `Sec-Fetch-Site`
+/// other than `none`. A page on any site could otherwise post to a loopback admin listener (no
+/// preflight for a simple form post, DNS rebinding too) and throw users out; operators' tools
+/// (curl, scripts) send neither.
+fn from_a_browser(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::ORIGIN)
+        || headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() != b"none")
+}
+
 /// `POST /users/{id}/revoke`.
 async fn revoke(lifecycle: &Lifecycle, user: &str) -> Reply {
     let now = jsonwebtoken::get_current_timestamp() as i64;
@@ -101,13 +112,18 @@ pub async fn serve(
                 .strip_prefix("/users/")
                 .and_then(|p| p.strip_suffix("/revoke"))
             {
-                return if req.method() == http::Method::POST {
-                    revoke(&lifecycle, user).await
-                } else {
+                return if req.method() != http::Method::POST {
                     localhttp::json(
                         405,
                         &json!({"error": "METHOD_NOT_ALLOWED", "message": "Use POST."}),
                     )
+                } else if from_a_browser(req.headers()) {
+                    localhttp::json(
+                        403,
+                        &json!({"error": "CSRF_REJECTED", "message": "Not from a web page: use curl or authgate revoke."}),
+                    )
+                } else {
+                    revoke(&lifecycle, user).await
                 };
             }
             match path {

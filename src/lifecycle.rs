@@ -6,13 +6,14 @@
 //! memory; other instances read it from the store within a sync interval (`sync.rs`).
 //!
 //! When the store does not take it in time (down, or slower than Kakao's 3 s patience), the
-//! cut-off goes to the *spool*, a JSON-lines file (`store.spool_file`) flushed to disk before
-//! the caller hears "accepted". The sync task replays the spool every second until the store
-//! takes it, and at start-up, so neither an outage nor a restart loses it. Replays are
-//! idempotent: a cut-off revokes only refresh tokens created up to its own second, and an
-//! event is recorded by `jti`.
+//! cut-off goes to the *spool*, a JSON-lines file (`store.spool_file`, one process's: it holds
+//! a lock on `{spool_file}.lock`) flushed to disk before the caller hears "accepted". The sync
+//! task replays the spool every second until the store takes it, and at start-up, so neither an
+//! outage nor a restart loses it. A replayed cut-off ends the sessions that exist when the store
+//! takes it; what was applied leaves the spool at once, and an event is recorded by `jti`, so a
+//! replay interrupted halfway does not act twice.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +33,8 @@ pub struct Request {
     pub providers: Vec<String>,
     #[serde(default)]
     pub subject: Option<String>,
-    /// The cut-off second: tokens issued at or before it are dead.
+    /// When it was asked for; the store takes its own second (`store/cutoffs.rs`), and until
+    /// then a spooled cut-off of a known user id refuses tokens up to this one here.
     pub at: i64,
     /// Metric label and store column: `unlink`, an event name, `operator`.
     pub reason: String,
@@ -75,26 +77,79 @@ pub struct Lifecycle {
     spool: PathBuf,
     /// One writer of the spool at a time (appends and the replay's hand-over).
     spool_lock: tokio::sync::Mutex<()>,
+    /// Held for the process's life: no other process appends to or replays this spool.
+    _owner: std::fs::File,
 }
 
-fn now() -> i64 {
-    jsonwebtoken::get_current_timestamp() as i64
+/// Creates or opens `path` for appending, owner-only (it holds provider user ids); a file it
+/// creates is made durable in its directory too.
+fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let existed = path.exists();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    if !existed {
+        sync_dir(path)?;
+    }
+    Ok(f)
+}
+
+/// Makes a creation, rename or removal in `path`'s directory durable.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    p.into()
+}
+
+/// Replaces `path` with `lines`, atomically (a new file renamed over it).
+fn rewrite(path: &Path, lines: &[&str]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = with_suffix(path, ".tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = open_append(&tmp)?;
+    for line in lines {
+        f.write_all(format!("\n{line}\n").as_bytes())?;
+    }
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    sync_dir(path)
 }
 
 impl Lifecycle {
+    /// Fails when the spool's directory is not writable or another process owns the spool.
     pub fn new(
         store: Store,
         cutoffs: Arc<Cutoffs>,
         metrics: Arc<Metrics>,
         spool: PathBuf,
-    ) -> Lifecycle {
-        Lifecycle {
+    ) -> std::io::Result<Lifecycle> {
+        let owner = open_append(&with_suffix(&spool, ".lock"))?;
+        owner.try_lock().map_err(|_| {
+            std::io::Error::other(format!(
+                "another authgate process uses the spool {} (give each its own store.spool_file)",
+                spool.display()
+            ))
+        })?;
+        Ok(Lifecycle {
             store,
             cutoffs,
             metrics,
             spool,
             spool_lock: tokio::sync::Mutex::new(()),
-        }
+            _owner: owner,
+        })
     }
 
     /// Cuts off a user durably: in the store if it answers within `wait`, else in the spool.
@@ -116,6 +171,10 @@ impl Lifecycle {
             .map_err(|e| LifecycleError::Lost(why.clone(), e))?;
         tracing::warn!(reason = %req.reason, store_error = %why, spool = %self.spool.display(),
             "user cut-off spooled: applied once the store takes it");
+        // Known by our id: this instance refuses the user's tokens already.
+        if let Some(user) = req.user {
+            self.cutoffs.cut(user, req.at);
+        }
         self.count(&req.reason);
         Ok(Outcome::Spooled)
     }
@@ -128,16 +187,10 @@ impl Lifecycle {
     async fn apply(&self, req: &Request) -> Result<CutOff, StoreError> {
         let done = self
             .store
-            .cut_off(
-                &req.whom(),
-                req.at,
-                now(),
-                &req.reason,
-                req.event.as_deref(),
-            )
+            .cut_off(&req.whom(), &req.reason, req.event.as_deref())
             .await?;
         for user in &done.users {
-            self.cutoffs.cut(*user, req.at);
+            self.cutoffs.cut(*user, done.at);
         }
         self.metrics
             .user_cutoffs_held
@@ -146,23 +199,22 @@ impl Lifecycle {
     }
 
     fn replaying(&self) -> PathBuf {
-        let mut p = self.spool.clone().into_os_string();
-        p.push(".replaying");
-        p.into()
+        with_suffix(&self.spool, ".replaying")
     }
 
     async fn spool_one(&self, req: &Request) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(req).expect("a request serialises");
-        line.push(b'\n');
+        // A newline first as well: a line torn by a crash or a full disk before this one stays
+        // a line of its own (skipped), never glued to this one.
+        let line = format!(
+            "\n{}\n",
+            serde_json::to_string(req).expect("a request serialises")
+        );
         let _guard = self.spool_lock.lock().await;
         let path = self.spool.clone();
         tokio::task::spawn_blocking(move || {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            f.write_all(&line)?;
+            let mut f = open_append(&path)?;
+            f.write_all(line.as_bytes())?;
             f.sync_all()
         })
         .await
@@ -178,8 +230,8 @@ impl Lifecycle {
             .sum()
     }
 
-    /// Hands every spooled cut-off to the store; those it takes leave the spool. Called by the
-    /// sync task every second (cheap when there is no spool file) and at start-up.
+    /// Hands every spooled cut-off to the store; those it takes leave the spool at once. Called
+    /// by the sync task every second (cheap when there is no spool file), at start-up first.
     pub async fn replay(&self) -> Result<usize, StoreError> {
         let replaying = self.replaying();
         {
@@ -204,27 +256,35 @@ impl Lifecycle {
                 return Ok(0);
             }
         };
-        let mut applied = 0;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        for (i, line) in lines.iter().enumerate() {
             let req: Request = match serde_json::from_str(line) {
                 Ok(r) => r,
                 Err(e) => {
-                    // Only a torn last line (a crash mid-append) can get here; it was never
-                    // acknowledged.
+                    // A line torn by a crash or a full disk mid-append: never acknowledged.
                     tracing::error!(error = %e, "skipping an unreadable spool line");
                     continue;
                 }
             };
-            // An error leaves the file for the next pass; what was applied is applied again then,
-            // which changes nothing.
-            let done = self.apply(&req).await?;
-            tracing::info!(reason = %req.reason, users = ?done.users, "spooled user cut-off applied");
-            applied += 1;
+            match self.apply(&req).await {
+                Ok(done) => {
+                    tracing::info!(reason = %req.reason, users = ?done.users, "spooled user cut-off applied")
+                }
+                Err(e) => {
+                    // What was applied leaves the file now: it is not applied again later.
+                    if i > 0 {
+                        if let Err(e) = rewrite(&replaying, &lines[i..]) {
+                            tracing::error!(error = %e, spool = %replaying.display(), "cannot shorten the spool");
+                        }
+                    }
+                    return Err(e);
+                }
+            }
         }
-        if let Err(e) = std::fs::remove_file(&replaying) {
+        if let Err(e) = std::fs::remove_file(&replaying).and_then(|()| sync_dir(&replaying)) {
             tracing::error!(error = %e, spool = %replaying.display(), "cannot remove the replayed spool");
         }
-        Ok(applied)
+        Ok(lines.len())
     }
 }
 

@@ -174,9 +174,7 @@ fn revoke(config: &Config, user: &str) -> anyhow::Result<()> {
                 2,
             )
             .await?;
-            store
-                .cut_off(&req.whom(), req.at, now, &req.reason, None)
-                .await
+            store.cut_off(&req.whom(), &req.reason, None).await
         })
         .with_context(|| format!("store at {}", config::redact_url(&config.store.url)))?;
     let unknown = done.users.is_empty();

@@ -370,6 +370,10 @@ mod tests {
             .with_label_values(&["kakao", "token"])
             .observe(0.1);
         m.client_errors.with_label_values(&["header_timeout"]).inc();
+        m.user_cutoffs.with_label_values(&["unlink"]).inc();
+        m.security_events
+            .with_label_values(&["unlink", "cut_off"])
+            .inc();
         m
     }
 

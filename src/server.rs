@@ -134,12 +134,15 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
             )
         })?;
     let metrics = Arc::new(Metrics::new());
-    let lifecycle = Arc::new(Lifecycle::new(
-        store.clone(),
-        cutoffs.clone(),
-        metrics.clone(),
-        config.store.spool_file.clone(),
-    ));
+    let lifecycle = Arc::new(
+        Lifecycle::new(
+            store.clone(),
+            cutoffs.clone(),
+            metrics.clone(),
+            config.store.spool_file.clone(),
+        )
+        .with_context(|| format!("store.spool_file = {}", config.store.spool_file.display()))?,
+    );
     let synced = Synced {
         store: store.clone(),
         revocations: revocations.clone(),

@@ -110,15 +110,16 @@ impl Synced {
         }
     }
 
-    /// Every second: spooled cut-offs to the store, then what other instances wrote. Each pass
-    /// takes a new sync point before it reads from the previous one. Store outages only delay
-    /// it: it resumes from the last point it read from.
+    /// Every second: spooled cut-offs to the store (`lifecycle.rs`), then what other instances
+    /// wrote. Each pass takes a new sync point before it reads from the previous one. Store
+    /// outages only delay it: it resumes from the last point it read from.
     pub async fn run(self, mut point: SyncPoint) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_prune = Instant::now();
         let mut last_purge = Instant::now();
         let mut failing = false;
+        let mut replay_failing = false;
         loop {
             tick.tick().await;
             if last_purge.elapsed() > Duration::from_secs(60) {
@@ -127,8 +128,21 @@ impl Synced {
                 self.cutoffs.purge(unix_now() - self.horizon);
                 self.gauges();
             }
+            // The spool on its own, bounded: a cut-off the store refuses or a store that hangs
+            // must not hold up the sync of everything else.
+            match tokio::time::timeout(Duration::from_secs(5), self.lifecycle.replay()).await {
+                Ok(Ok(_)) => replay_failing = false,
+                Ok(Err(e)) if !replay_failing => {
+                    tracing::warn!(error = %e, "spooled user cut-offs not taken by the store yet; trying every second");
+                    replay_failing = true;
+                }
+                Err(_) if !replay_failing => {
+                    tracing::warn!("the store did not take the spooled user cut-offs within 5 s; trying every second");
+                    replay_failing = true;
+                }
+                _ => {}
+            }
             let pass = async {
-                self.lifecycle.replay().await?;
                 let next = self.store.sync_point().await?;
                 self.read_from(point).await?;
                 Ok::<_, StoreError>(next)

@@ -75,7 +75,8 @@ async fn setup_with(
         &kakao_extra,
     ));
     let a = Gateway::start(&config).await;
-    let b = Gateway::start(&a.rest_config()).await;
+    // Each process its own spool (a spool belongs to one process).
+    let b = Gateway::start(&a.rest_config().replace(".jsonl\"", "-b.jsonl\"")).await;
     Setup {
         a,
         b,
@@ -347,6 +348,21 @@ async fn operators_revoke_by_command_and_admin_listener_and_both_say_what_they_d
             .await;
     assert_ne!(public.status, 200);
     still_accepted_on_both(&s, &admin_auth, "the public listener revokes nothing").await;
+    // A web page cannot make an operator's browser do it.
+    for header in [
+        ("Origin", "https://evil.example"),
+        ("Origin", "null"),
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Sec-Fetch-Site", "same-site"),
+    ] {
+        let r = raw(
+            s.a.admin,
+            &request("POST", &format!("/users/{uid}/revoke"), &[header], ""),
+        )
+        .await;
+        assert_eq!(r.status, 403, "{header:?}");
+    }
+    still_accepted_on_both(&s, &admin_auth, "a browser revokes nothing").await;
     let r = raw(
         s.a.admin,
         &request("POST", &format!("/users/{uid}/revoke"), &[], ""),

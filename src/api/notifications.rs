@@ -46,14 +46,15 @@ impl AuthApi {
             .inc();
     }
 
-    /// Ends the sessions of Kakao user `subject`; `Err` only when it could not be kept at all.
+    /// Ends the sessions of Kakao user `subject`; `Err` (a 503 to send) only when it could not
+    /// be kept at all.
     async fn cut_off_kakao_user(
         &self,
         k: &KakaoClient,
         subject: &str,
         reason: &str,
         event: Option<String>,
-    ) -> Result<&'static str, GatewayError> {
+    ) -> Result<&'static str, ApiReply> {
         let req = Request {
             user: None,
             providers: self.same_app(k),
@@ -72,8 +73,11 @@ impl AuthApi {
             }
             Ok(Outcome::Spooled) => Ok("spooled"),
             Err(e) => {
-                tracing::error!(provider = %k.config().id, error = %e, %reason, "a user cut-off was lost");
-                Err(GatewayError::Internal(e.to_string()))
+                tracing::error!(provider = %k.config().id, error = %e, %reason, "a user cut-off could not be kept: the sender must send it again");
+                Err(ApiReply::json(
+                    503,
+                    serde_json::json!({"error": "STORE_UNAVAILABLE", "message": "The store and the spool are unavailable; send it again."}),
+                ))
             }
         }
     }
@@ -96,7 +100,8 @@ impl AuthApi {
         let expected = format!("KakaoAK {}", cfg.admin_key);
         if !bool::from(presented.ct_eq(expected.as_bytes())) {
             self.count_event("unlink", "bad_key");
-            tracing::warn!(provider = %cfg.id, "unlink webhook refused: wrong or missing admin key");
+            // Debug only, like every client's fault: anyone can send these (the counter shows them).
+            tracing::debug!(provider = %cfg.id, "unlink webhook refused: wrong or missing admin key");
             return Ok(ApiReply::json(
                 401,
                 serde_json::json!({"error": "UNAUTHORIZED", "message": "A valid KakaoAK admin key is required."}),
@@ -124,7 +129,13 @@ impl AuthApi {
         };
         let referrer = param("referrer_type").unwrap_or("unknown");
         tracing::info!(provider = %cfg.id, referrer_type = %referrer, "unlink webhook received");
-        let result = self.cut_off_kakao_user(k, user_id, "unlink", None).await?;
+        let result = match self.cut_off_kakao_user(k, user_id, "unlink", None).await {
+            Ok(r) => r,
+            Err(reply) => {
+                self.count_event("unlink", "lost");
+                return Ok(reply);
+            }
+        };
         self.count_event("unlink", result);
         Ok(ApiReply::json(200, serde_json::json!({"ok": true})))
     }
@@ -160,14 +171,13 @@ impl AuthApi {
             Err(SetError::KeysUnavailable(why)) => {
                 tracing::warn!(provider = %k.config().id, error = %why, "security event not verifiable now: Kakao's keys are unavailable");
                 self.count_event("event", "keys_unavailable");
-                return err(
+                return ApiReply::json(
                     503,
-                    "invalid_key",
-                    "the issuer's keys cannot be fetched now",
+                    serde_json::json!({"error": "PROVIDER_UNAVAILABLE", "message": "Kakao's keys cannot be fetched now; send it again."}),
                 );
             }
             Err(e) => {
-                tracing::warn!(provider = %k.config().id, error = %e, "security event refused");
+                tracing::debug!(provider = %k.config().id, error = %e, "security event refused");
                 self.count_event("event", "refused");
                 return err(400, e.code(), "the security event token was refused");
             }
@@ -185,13 +195,9 @@ impl AuthApi {
             };
             match self.cut_off_kakao_user(k, subject, kind, Some(key)).await {
                 Ok(r) => result = r,
-                Err(_) => {
+                Err(reply) => {
                     self.count_event("event", "lost");
-                    return err(
-                        503,
-                        "invalid_request",
-                        "the event could not be stored; send it again",
-                    );
+                    return reply;
                 }
             }
         }

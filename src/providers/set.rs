@@ -61,13 +61,25 @@ impl SetError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The user an event is about, an issuer and its subject: `{"subject_type": "iss-sub", …}`
+/// inside the event (RFC 8417, RISC), or `{"format": "iss_sub", …}` as the SET's `sub_id`
+/// (OpenID SSF 1.0). Either is read.
+#[derive(Debug, Clone, Deserialize)]
 struct Subject {
-    subject_type: String,
+    #[serde(default)]
+    subject_type: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
     #[serde(default)]
     iss: Option<String>,
     #[serde(default)]
     sub: Option<String>,
+}
+
+impl Subject {
+    fn is_iss_sub(&self) -> bool {
+        self.subject_type.as_deref() == Some("iss-sub") || self.format.as_deref() == Some("iss_sub")
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +92,8 @@ struct Claims {
     jti: Option<String>,
     iat: Option<i64>,
     events: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    sub_id: Option<Subject>,
 }
 
 /// A verified SET: its `jti` and, per event, the short type name and the Kakao user id.
@@ -177,6 +191,7 @@ pub async fn verify(
         Some(iat) if iat <= now + rules.leeway && iat >= now - EVENT_MAX_AGE => {}
         _ => return Err(bad("iat is missing, in the future or over a day old")),
     }
+    let sub_id = claims.sub_id;
     let events = claims.events.ok_or_else(|| bad("no events"))?;
     let mut out = Vec::new();
     for (uri, body) in events {
@@ -184,26 +199,172 @@ pub async fn verify(
         let Ok(event) = serde_json::from_value::<Event>(body) else {
             return Err(bad(format!("event {uri} is not an object")));
         };
-        let Some(subject) = event.subject else {
+        let Some(subject) = event.subject.or_else(|| sub_id.clone()) else {
             return Err(bad(format!("event {uri} has no subject")));
         };
-        match (subject.subject_type.as_str(), subject.iss, subject.sub) {
-            ("iss-sub", Some(iss), Some(sub))
-                if iss == rules.issuer && !sub.is_empty() && sub.len() <= 64 =>
-            {
+        if !subject.is_iss_sub() {
+            return Err(bad(format!("event {uri}: the subject is not iss-sub")));
+        }
+        match (subject.iss, subject.sub) {
+            (Some(iss), Some(sub)) if iss == rules.issuer && !sub.is_empty() && sub.len() <= 64 => {
                 out.push((name, sub));
             }
-            ("iss-sub", Some(_), Some(_)) => {
+            _ => {
                 return Err(bad(format!(
                     "event {uri}: the subject is not one of {}'s users",
                     rules.issuer
                 )))
             }
-            _ => return Err(bad(format!("event {uri}: subject is not iss-sub"))),
         }
     }
     if out.is_empty() {
         return Err(bad("no events"));
     }
     Ok(SecurityEvent { jti, events: out })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::fake_oidc::{kid, signing, SigningAlg};
+    use crate::providers::mock::{default_users, FakeKakao, FakeKakaoConfig};
+    use crate::providers::mock_webhooks::{event_uri, EventFault};
+    use serde_json::json;
+
+    async fn fake() -> (FakeKakao, Jwks) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = FakeKakao::serve(
+            listener,
+            FakeKakaoConfig {
+                client_id: "app-key".into(),
+                client_secret: "s".into(),
+                redirect_uris: vec![],
+                users: default_users(),
+            },
+        );
+        let jwks = Jwks::new(
+            "kakao",
+            super::super::http::client(2000).unwrap(),
+            crate::metrics::Metrics::new().provider_duration,
+        );
+        (fake, jwks)
+    }
+
+    fn signed(claims: serde_json::Value) -> String {
+        let (alg, key) = signing(SigningAlg::RS256, 0);
+        let mut header = jsonwebtoken::Header::new(alg);
+        header.kid = Some(kid(SigningAlg::RS256, 0));
+        header.typ = Some("secevent+jwt".into());
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+
+    #[tokio::test]
+    async fn both_subject_shapes_are_read_and_anything_else_is_refused() {
+        let (fake, jwks) = fake().await;
+        let iss = fake.base_url();
+        let url = format!("{iss}/.well-known/jwks.json");
+        let rules = Rules {
+            issuer: &iss,
+            audience: "app-key",
+            jwks_url: &url,
+            leeway: 30,
+        };
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        // RFC 8417 / RISC: the subject inside the event (what the fake Kakao sends).
+        let legacy = fake.security_event("account-disabled", 42, "app-key", EventFault::None);
+        let e = verify(&jwks, &rules, &legacy, now).await.unwrap();
+        assert_eq!(e.cutting(), Some(&("account-disabled".into(), "42".into())));
+        // OpenID SSF 1.0: `sub_id` beside the events, an audience list.
+        let base = json!({
+            "iss": iss, "aud": ["app-key", "other"], "iat": now, "jti": "j1",
+            "sub_id": {"format": "iss_sub", "iss": iss, "sub": "43"},
+            "events": {event_uri("sessions-revoked"): {}},
+        });
+        let e = verify(&jwks, &rules, &signed(base.clone()), now)
+            .await
+            .unwrap();
+        assert_eq!(e.cutting(), Some(&("sessions-revoked".into(), "43".into())));
+        assert_eq!(e.jti, "j1");
+        // Harmless events are read, not cutting.
+        let mut linked = base.clone();
+        linked["events"] = json!({event_uri("user-linked"): {}});
+        let e = verify(&jwks, &rules, &signed(linked), now).await.unwrap();
+        assert_eq!(e.cutting(), None);
+        let refused = |mut c: serde_json::Value, key: &str, v: serde_json::Value| {
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(key);
+            } else {
+                c[key] = v;
+            }
+            signed(c)
+        };
+        for (token, why) in [
+            (
+                refused(
+                    base.clone(),
+                    "sub_id",
+                    json!({"format": "iss_sub", "iss": "https://evil.example", "sub": "43"}),
+                ),
+                "another issuer's user",
+            ),
+            (
+                refused(
+                    base.clone(),
+                    "sub_id",
+                    json!({"format": "email", "email": "a@b.c"}),
+                ),
+                "not iss_sub",
+            ),
+            (
+                refused(base.clone(), "sub_id", serde_json::Value::Null),
+                "no subject",
+            ),
+            (refused(base.clone(), "events", json!({})), "no events"),
+            (
+                refused(base.clone(), "events", serde_json::Value::Null),
+                "no events claim",
+            ),
+            (
+                refused(base.clone(), "jti", serde_json::Value::Null),
+                "no jti",
+            ),
+            (
+                refused(base.clone(), "iat", json!(now + 600)),
+                "iat in the future",
+            ),
+            (
+                refused(base.clone(), "iat", serde_json::Value::Null),
+                "no iat",
+            ),
+        ] {
+            assert!(
+                matches!(
+                    verify(&jwks, &rules, &token, now).await,
+                    Err(SetError::InvalidRequest(_))
+                ),
+                "{why}"
+            );
+        }
+        assert_eq!(
+            verify(
+                &jwks,
+                &rules,
+                &refused(base.clone(), "aud", json!("other")),
+                now
+            )
+            .await,
+            Err(SetError::InvalidAudience)
+        );
+        assert_eq!(
+            verify(
+                &jwks,
+                &rules,
+                &refused(base, "iss", json!("https://evil.example")),
+                now
+            )
+            .await,
+            Err(SetError::InvalidIssuer)
+        );
+    }
 }

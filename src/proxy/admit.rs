@@ -92,7 +92,9 @@ impl Gateway {
                 ctx.claims = Some(claims);
                 Ok(Step::Proxy)
             }
-            Err(TokenError::Expired)
+            // Cut off (`tokens/cutoff.rs`) as well: a login on another instance in the very
+            // second of a cut-off is refused until its refresh, which the store decides.
+            Err(TokenError::Expired | TokenError::CutOff(_))
                 if from_cookie && route.on_unauthenticated == OnUnauthenticated::Redirect =>
             {
                 let refresh = cookies::cookie(&req.headers, names.refresh)

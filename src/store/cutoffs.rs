@@ -2,7 +2,8 @@
 //!
 //! A cut-off revokes every refresh token of the user and records "tokens issued at or before
 //! `not_before` are dead" in one transaction, under the user's lock (PostgreSQL), so a rotation
-//! or logout racing it is ordered before or after it, never between. Other instances read
+//! or logout racing it is ordered before or after it, never between; `not_before` is the second
+//! the lock was had, so whatever the racing rotation issued is at or before it. Other instances read
 //! cut-offs from sync points exactly as revocations (`revocations.rs`).
 //!
 //! A security event (a Kakao SET) is recorded by its `jti` in the same transaction as the
@@ -36,28 +37,29 @@ pub struct CutOff {
     pub refresh_revoked: u64,
     /// The event was acted on before: nothing was done.
     pub duplicate: bool,
+    /// The cut-off second: tokens issued at or before it are dead.
+    pub at: i64,
+}
+
+fn unix_now() -> i64 {
+    jsonwebtoken::get_current_timestamp() as i64
 }
 
 impl Store {
-    /// Ends every session of `whom` begun at or before second `at`: their refresh tokens created
-    /// by then are revoked, and a cut-off row tells every instance to refuse their access
-    /// tokens issued by then. Doing it again changes nothing (a spool replay may). With
-    /// `event`, the event's `jti` is recorded too, and an event seen before does nothing.
-    pub async fn cut_off(
-        &self,
-        whom: &Whom,
-        at: i64,
-        now: i64,
-        reason: &str,
-        event: Option<&str>,
-    ) -> Result<CutOff> {
+    /// Ends every session of `whom`: their refresh tokens are revoked, and a cut-off row tells
+    /// every instance to refuse their access tokens issued up to the second the user's lock was
+    /// taken ([`CutOff::at`], read from this machine's clock then, so a rotation that got the
+    /// lock first is cut off too). With `event`, the event's `jti` is recorded too, and an event
+    /// seen before does nothing.
+    pub async fn cut_off(&self, whom: &Whom, reason: &str, event: Option<&str>) -> Result<CutOff> {
         let mut tx = self.pool.begin().await?;
+        let received = unix_now();
         if let Some(jti) = event {
             let new = sqlx::query(
                 "INSERT INTO security_events (jti, received_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
             )
             .bind(jti)
-            .bind(now)
+            .bind(received)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -69,28 +71,28 @@ impl Store {
                 });
             }
         }
-        // Locked as rotation and logout lock them (`refresh.rs`); SQLite has one writer anyway.
-        let lock = match self.backend {
-            Backend::Postgres => " ORDER BY id FOR UPDATE",
-            Backend::Sqlite => " ORDER BY id",
-        };
+        // A write first: it takes the users' row locks on PostgreSQL (ordered with rotation and
+        // logout, `refresh.rs`), and SQLite's write lock at once, never a read transaction that
+        // a concurrent writer would make fail with BUSY_SNAPSHOT.
         let rows = match whom {
             Whom::User(id) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT id FROM users WHERE id = $1{lock}"
-                )))
-                .bind(*id)
-                .fetch_all(&mut *tx)
-                .await?
+                sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1 RETURNING id")
+                    .bind(*id)
+                    .fetch_all(&mut *tx)
+                    .await?
             }
             Whom::Subject { providers, subject } => {
                 let list: Vec<String> = (0..providers.len())
                     .map(|i| format!("${}", i + 2))
                     .collect();
-                let sql =
-                    format!(
-                    "SELECT id FROM users WHERE provider_user_id = $1 AND provider IN ({}){lock}",
-                    if list.is_empty() { "NULL".to_string() } else { list.join(", ") }
+                let sql = format!(
+                    "UPDATE users SET updated_at = updated_at \
+                     WHERE provider_user_id = $1 AND provider IN ({}) RETURNING id",
+                    if list.is_empty() {
+                        "NULL".to_string()
+                    } else {
+                        list.join(", ")
+                    }
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(subject.as_str());
                 for p in providers {
@@ -99,30 +101,32 @@ impl Store {
                 q.fetch_all(&mut *tx).await?
             }
         };
-        let mut done = CutOff::default();
+        let at = unix_now();
+        let mut done = CutOff {
+            at,
+            ..CutOff::default()
+        };
         for row in &rows {
             let user: i64 = row.try_get("id")?;
             done.refresh_revoked += sqlx::query(
-                "UPDATE refresh_tokens SET revoked_at = $1 \
-                 WHERE user_id = $2 AND revoked_at IS NULL AND created_at <= $3",
+                "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
             )
-            .bind(now)
-            .bind(user)
             .bind(at)
+            .bind(user)
             .execute(&mut *tx)
             .await?
             .rows_affected();
             sqlx::query(
-                "INSERT INTO user_cutoffs (user_id, not_before, reason, created_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO user_cutoffs (user_id, not_before, reason, created_at) VALUES ($1, $2, $3, $2)",
             )
             .bind(user)
             .bind(at)
             .bind(reason)
-            .bind(now)
             .execute(&mut *tx)
             .await?;
             done.users.push(user);
         }
+        done.users.sort_unstable();
         tx.commit().await?;
         Ok(done)
     }
@@ -192,10 +196,10 @@ mod tests {
             let kid = uniq();
             let u = s.upsert_user(&kakao(&kid, None), 100).await.unwrap();
             let other = s.upsert_user(&kakao(&uniq(), None), 100).await.unwrap();
+            let t = unix_now();
             for (user, n) in [(u.id, 2), (other.id, 1)] {
                 for _ in 0..n {
-                    let h = uniq();
-                    s.insert_refresh(&h, user, &uniq(), 100, 10_000)
+                    s.insert_refresh(&uniq(), user, &uniq(), t, t + 10_000)
                         .await
                         .unwrap();
                 }
@@ -205,45 +209,41 @@ mod tests {
                 providers: vec!["naver".into(), "kakao".into()],
                 subject: kid.clone(),
             };
-            let done = s.cut_off(&whom, 500, 500, "unlink", None).await.unwrap();
+            let done = s.cut_off(&whom, "unlink", None).await.unwrap();
             assert_eq!((done.users.clone(), done.refresh_revoked), (vec![u.id], 2));
+            assert!(done.at >= t && done.at <= unix_now());
             let read = s.cutoffs_from(point, 0, 0).await.unwrap();
-            assert!(read.iter().any(|r| (r.1, r.2) == (u.id, 500)), "{read:?}");
+            assert!(
+                read.iter().any(|r| (r.1, r.2) == (u.id, done.at)),
+                "{read:?}"
+            );
             assert!(!read.iter().any(|r| r.1 == other.id));
-            let loaded = s.cutoffs_since(0, 400).await.unwrap();
+            let loaded = s.cutoffs_since(0, done.at - 1).await.unwrap();
             assert!(loaded.iter().any(|r| r.1 == u.id));
             assert!(
-                s.cutoffs_since(0, 500)
+                s.cutoffs_since(0, done.at)
                     .await
                     .unwrap()
                     .iter()
                     .all(|r| r.1 != u.id),
                 "past its horizon it is not loaded"
             );
-            // A session begun after the cut-off survives the same cut-off applied again.
-            let later = uniq();
-            s.insert_refresh(&later, u.id, &uniq(), 550, 10_000)
+            // Again by our id: a session begun since is ended as well.
+            s.insert_refresh(&uniq(), u.id, &uniq(), t, t + 10_000)
                 .await
                 .unwrap();
-            let replayed = s.cut_off(&whom, 500, 560, "unlink", None).await.unwrap();
-            assert_eq!(replayed.refresh_revoked, 0);
-            assert!(s.refresh_family(&later, 560).await.unwrap().is_some());
             let again = s
-                .cut_off(&Whom::User(u.id), 600, 600, "operator", None)
+                .cut_off(&Whom::User(u.id), "operator", None)
                 .await
                 .unwrap();
-            assert_eq!(
-                (again.users, again.refresh_revoked),
-                (vec![u.id], 1),
-                "a later cut-off ends the later session"
-            );
+            assert_eq!((again.users, again.refresh_revoked), (vec![u.id], 1));
             // Unknown people: nothing to do, no error.
             let nobody = Whom::Subject {
                 providers: vec!["kakao".into()],
                 subject: uniq(),
             };
             assert!(s
-                .cut_off(&nobody, 600, 600, "unlink", None)
+                .cut_off(&nobody, "unlink", None)
                 .await
                 .unwrap()
                 .users
@@ -253,13 +253,13 @@ mod tests {
                 subject: kid.clone(),
             };
             assert!(s
-                .cut_off(&wrong_provider, 600, 600, "unlink", None)
+                .cut_off(&wrong_provider, "unlink", None)
                 .await
                 .unwrap()
                 .users
                 .is_empty());
             assert!(s
-                .cut_off(&Whom::User(-1), 600, 600, "operator", None)
+                .cut_off(&Whom::User(-1), "operator", None)
                 .await
                 .unwrap()
                 .users
@@ -279,17 +279,62 @@ mod tests {
             };
             let jti = uniq();
             let first = s
-                .cut_off(&whom, 500, 500, "account-disabled", Some(&jti))
+                .cut_off(&whom, "account-disabled", Some(&jti))
                 .await
                 .unwrap();
             assert_eq!((first.users, first.duplicate), (vec![u.id], false));
             let replay = s
-                .cut_off(&whom, 900, 900, "account-disabled", Some(&jti))
+                .cut_off(&whom, "account-disabled", Some(&jti))
                 .await
                 .unwrap();
             assert!(replay.duplicate && replay.users.is_empty());
             let rows = s.cutoffs_since(0, 0).await.unwrap();
             assert_eq!(rows.iter().filter(|r| r.1 == u.id).count(), 1);
+        }
+    }
+
+    /// A rotation that holds the user's lock when the cut-off comes: the cut-off waits for it and
+    /// its second is not before the rotation's, so the rotated pair dies too.
+    #[tokio::test]
+    async fn a_cut_off_waits_for_a_rotation_holding_the_lock_and_ends_it_too() {
+        let (stores, _d) = stores().await;
+        for s in stores {
+            if s.backend != Backend::Postgres {
+                continue;
+            }
+            let kid = uniq();
+            let u = s.upsert_user(&kakao(&kid, None), 100).await.unwrap();
+            let mut rotation = s.pool.begin().await.unwrap();
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                .bind(u.id)
+                .fetch_one(&mut *rotation)
+                .await
+                .unwrap();
+            let cut = {
+                let s = s.clone();
+                tokio::spawn(async move { s.cut_off(&Whom::User(u.id), "operator", None).await })
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+            let issued_at = unix_now();
+            let t = issued_at;
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, user_id, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(uniq())
+            .bind(u.id)
+            .bind(uniq())
+            .bind(t)
+            .bind(t + 1000)
+            .execute(&mut *rotation)
+            .await
+            .unwrap();
+            rotation.commit().await.unwrap();
+            let done = cut.await.unwrap().unwrap();
+            assert_eq!(done.refresh_revoked, 1, "the rotated token");
+            assert!(
+                done.at >= issued_at,
+                "an access token issued in the rotation is cut off"
+            );
         }
     }
 }

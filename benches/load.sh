@@ -5,6 +5,8 @@
 #   haproxy-jwt    HAProxy jwt_verify on the same token, X-User-Id from `sub`
 #   bare-pingora   Pingora forwarding with no auth (examples/bare_pingora.rs, same profile)
 #   nginx-proxy    nginx proxy_pass, no auth: the reference ceiling
+#   authgate-eddsa / authgate-assert   authgate with an EdDSA key, the signed identity assertion
+#                  off / on (identity.assertion): what the assertion costs
 # Servers are pinned to CPU 0, wrk (1 thread, 64 connections) to CPU 1. Then authgate's RSS idle,
 # with 1,000,000 revoked tokens, and after 1,000,000 distinct client IPs.
 #
@@ -44,16 +46,25 @@ sed -e "s/:$AG\"/:$AGN\"/; s/:$AG_ADMIN\"/:$AGN_ADMIN\"/; s|authgate.db|authgate
   "$work/authgate.toml" >"$work/authgate-nocache.toml"
 start authgate-nocache "$BIN" run -c "$work/authgate-nocache.toml"
 AGN_PID=${pids[-1]}
-for p in $UP $NGX $HAP $BARE $AG $AGN; do wait_port $p; done
+# The signed identity assertion off and on, both with the EdDSA key it needs.
+eddsa_config $AGE $AGE_ADMIN authgate-eddsa "assertion = false" >"$work/authgate-eddsa.toml"
+eddsa_config $AGA $AGA_ADMIN authgate-assert "assertion = true" >"$work/authgate-assert.toml"
+start authgate-eddsa "$BIN" run -c "$work/authgate-eddsa.toml"
+start authgate-assert "$BIN" run -c "$work/authgate-assert.toml"
+for p in $UP $NGX $HAP $BARE $AG $AGN $AGE $AGA; do wait_port $p; done
 
 TOKEN=$(make_token)
 BAD="${TOKEN%.*}.AAAA${TOKEN##*.}"
+ED_TOKEN=$(make_eddsa_token)
+declare -A TOKEN_OF=([authgate-eddsa]=$ED_TOKEN [authgate-assert]=$ED_TOKEN)
+token_of() { echo "${TOKEN_OF[$1]:-$TOKEN}"; }
 
 status() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" "http://127.0.0.1:$1/api/bench"; }
-PEERS="authgate authgate-nocache haproxy-jwt bare-pingora nginx-proxy"
-declare -A PORT=([authgate]=$AG [authgate-nocache]=$AGN [haproxy-jwt]=$HAP [bare-pingora]=$BARE [nginx-proxy]=$NGX)
+PEERS="authgate authgate-nocache haproxy-jwt bare-pingora nginx-proxy authgate-eddsa authgate-assert"
+declare -A PORT=([authgate]=$AG [authgate-nocache]=$AGN [haproxy-jwt]=$HAP [bare-pingora]=$BARE [nginx-proxy]=$NGX
+                 [authgate-eddsa]=$AGE [authgate-assert]=$AGA)
 for peer in $PEERS; do
-  s=$(status ${PORT[$peer]} "$TOKEN")
+  s=$(status ${PORT[$peer]} "$(token_of $peer)")
   [ "$s" = 200 ] || { echo "$peer answered $s with a good token" >&2; exit 1; }
 done
 for peer in authgate authgate-nocache haproxy-jwt; do
@@ -66,7 +77,7 @@ echo "checked: every peer answers 200 with the token; authgate and haproxy-jwt r
 results="$work/results.tsv"
 : >"$results"
 run_wrk() { # peer port
-  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $TOKEN" \
+  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $(token_of "$1")" \
     "http://127.0.0.1:$2/api/bench" >"$work/wrk.out"
   python3 - "$1" "$work/wrk.out" >>"$results" <<'EOF'
 import re, sys
@@ -81,7 +92,7 @@ print(f"{sys.argv[1]}\t{rps}\t{lat('50%')}\t{lat('99%')}\t{errors.group(1) if er
 EOF
 }
 for peer in $PEERS; do  # warm-up
-  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:${PORT[$peer]}/api/bench" >/dev/null
+  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -H "Authorization: Bearer $(token_of $peer)" "http://127.0.0.1:${PORT[$peer]}/api/bench" >/dev/null
 done
 for round in $(seq 1 "$ROUNDS"); do
   for peer in $PEERS; do
@@ -150,7 +161,7 @@ fi
 python3 - "$results" "$RSS_IDLE" "$RSS_REVOKED" "$RSS_AFTER_LOAD" "$RSS_AFTER_IPS" "$RSS_AFTER_PRUNE" "$DURATION" "$ROUNDS" "$CONNECTIONS" "$LOGINS_PER_SEC" "$REFRESHES_PER_SEC" <<'EOF'
 import statistics, sys
 rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
-peers = ["authgate", "haproxy-jwt", "bare-pingora", "nginx-proxy", "authgate-nocache"]
+peers = ["authgate", "haproxy-jwt", "bare-pingora", "nginx-proxy", "authgate-nocache", "authgate-eddsa", "authgate-assert"]
 med = {}
 print(f"wrk -t1 -c{sys.argv[9]} -d{sys.argv[7]}s, {sys.argv[8]} interleaved rounds, servers on CPU 0, wrk on CPU 1; medians\n")
 print("| peer | req/s | p50 ms | p99 ms | non-2xx |")
@@ -165,6 +176,8 @@ print()
 for p in peers[1:]:
     print(f"authgate / {p}: {a / med[p]['rps']:.2f}x req/s")
 print(f"p99 authgate vs haproxy-jwt: {med['authgate']['p99']:.2f} ms vs {med['haproxy-jwt']['p99']:.2f} ms")
+print(f"signed identity assertion on / off (EdDSA both): {med['authgate-assert']['rps'] / med['authgate-eddsa']['rps']:.2f}x req/s, "
+      f"p99 {med['authgate-assert']['p99']:.2f} ms vs {med['authgate-eddsa']['p99']:.2f} ms")
 print()
 print("| authgate RSS | MB |")
 print("|---|---:|")

@@ -3,6 +3,9 @@
 
 SECRET="load-benchmark-secret-0123456789abcdef0123"
 UP=18080 AG=18081 AG_ADMIN=18091 BARE=18082 NGX=18083 HAP=18084 AGN=18085 AGN_ADMIN=18095
+AGE=18086 AGE_ADMIN=18096 AGA=18087 AGA_ADMIN=18097
+# EdDSA peers (the signed identity assertion needs a public key): the tests' fixture key.
+ED_KEY="$PWD/tests/fixtures/ed25519.pem"
 
 # Installs the named tools from Debian's packages when missing, then the build tools.
 need_tools() {
@@ -86,6 +89,8 @@ trusted_proxies = ["127.0.0.1/32"]
 secret = "$SECRET"
 [store]
 url = "sqlite://$work/authgate.db"
+# Each process its own spool (the per-config copies below rename it with the database).
+spool_file = "$work/authgate.db.spool"
 [rate_limit]
 user_per_minute = 1000000
 user_burst = 1000000
@@ -106,6 +111,33 @@ name = "public"
 path_prefix = "/public"
 upstream = "app"
 auth = "public"
+EOF
+}
+
+# authgate.toml with the EdDSA key on other ports: $1 port, $2 admin port, $3 name, $4 a line
+# for [identity].
+eddsa_config() {
+  sed -e "s/:$AG\"/:$1\"/; s/:$AG_ADMIN\"/:$2\"/; s|authgate.db|$3.db|" \
+      -e "s|^secret = .*|algorithm = \"EdDSA\"\nprivate_key_file = \"$ED_KEY\"|" \
+      -e "s/^\[log\]/[identity]\n$4\n[log]/" "$work/authgate.toml"
+}
+
+# The benchmark's access token signed with the EdDSA key (OpenSSL signs, Python frames it).
+make_eddsa_token() {
+python3 - "$ED_KEY" <<'EOF'
+import base64, json, subprocess, sys, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+now = int(time.time())
+h = b64(json.dumps({"alg": "EdDSA", "typ": "JWT"}).encode())
+p = b64(json.dumps({"sub": "42", "user_id": 42, "email": "u@example.com", "nickname": "bench", "provider": "kakao",
+                    "type": "access", "jti": "bench-ed-1", "iat": now, "exp": now + 3600, "iss": "authgate", "aud": "authgate"}).encode())
+# Ed25519 signs in one shot, so OpenSSL needs a file whose size it knows (not a pipe).
+import tempfile
+with tempfile.NamedTemporaryFile() as f:
+    f.write(f"{h}.{p}".encode()); f.flush()
+    sig = subprocess.run(["openssl", "pkeyutl", "-sign", "-rawin", "-inkey", sys.argv[1], "-in", f.name],
+                         capture_output=True, check=True).stdout
+print(f"{h}.{p}.{b64(sig)}")
 EOF
 }
 

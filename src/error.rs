@@ -44,6 +44,9 @@ pub enum GatewayError {
     InvalidState,
     #[error("a cookie-authenticated write from another origin")]
     CsrfRejected,
+    /// A forward-auth question from a peer outside `server.trusted_proxies`.
+    #[error("forward-auth asked by a peer that is not a trusted proxy")]
+    UntrustedPeer,
     #[error("refresh token refused: {0}")]
     InvalidRefreshToken(&'static str),
     #[error("{0}")]
@@ -137,6 +140,11 @@ impl GatewayError {
                 504,
                 "PROVIDER_TIMEOUT",
                 "The identity provider did not answer in time.",
+            ),
+            GatewayError::UntrustedPeer => (
+                403,
+                "FORBIDDEN",
+                "Only the configured trusted proxies may ask this.",
             ),
             GatewayError::CsrfRejected => (
                 403,

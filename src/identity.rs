@@ -25,6 +25,8 @@ pub struct HeaderRules {
     pub email: bytes::Bytes,
     pub nickname: bytes::Bytes,
     pub provider: bytes::Bytes,
+    /// The signed identity assertion's header (`identity.assertion_header`).
+    pub assertion: bytes::Bytes,
 }
 
 fn canonical(name: &str) -> String {
@@ -45,10 +47,18 @@ impl HeaderRules {
             http::HeaderName::from_bytes(n.as_bytes()).expect("validated by config");
             bytes::Bytes::from(n.to_string())
         };
-        let mut exact: Vec<String> = [&cfg.user_id, &cfg.email, &cfg.nickname, &cfg.provider]
-            .iter()
-            .map(|n| canonical(n))
-            .collect();
+        // The assertion's header too, whether or not assertions are on: a client's copy would
+        // otherwise reach an upstream that checks for one.
+        let mut exact: Vec<String> = [
+            &cfg.user_id,
+            &cfg.email,
+            &cfg.nickname,
+            &cfg.provider,
+            &cfg.assertion_header,
+        ]
+        .iter()
+        .map(|n| canonical(n))
+        .collect();
         exact.extend(["x-forwarded-user", "x-forwarded-email"].map(String::from));
         // Headers some frameworks (IIS, Symfony, Laravel) take the request path from: routing
         // decided on the real target must not be overridden upstream by a client's copy.
@@ -79,6 +89,7 @@ impl HeaderRules {
             email: name(&cfg.email),
             nickname: name(&cfg.nickname),
             provider: name(&cfg.provider),
+            assertion: name(&cfg.assertion_header),
         }
     }
 
@@ -371,12 +382,15 @@ mod tests {
             nickname: "X-User-Nickname".into(),
             provider: "X-User-Provider".into(),
             strip_prefix: "X-User-".into(),
+            assertion: false,
+            assertion_header: "X-Authgate-Assertion".into(),
         })
     }
 
     #[test]
     fn forged_identity_headers_in_any_spelling_are_stripped() {
         let r = rules();
+        assert!(r.is_forgeable("X-Authgate-Assertion") && r.is_forgeable("x_authgate_assertion"));
         for name in [
             "X-User-Id",
             "x-user-id",
@@ -414,8 +428,11 @@ mod tests {
             nickname: "X-User-Nickname".into(),
             provider: "X-User-Provider".into(),
             strip_prefix: "X-Auth-".into(),
+            assertion: true,
+            assertion_header: "Remote-Assertion".into(),
         });
         assert!(r.is_forgeable("remote_user"));
+        assert!(r.is_forgeable("remote_assertion"));
         assert!(r.is_forgeable("X-Auth-Anything"));
         assert!(r.is_forgeable("X-User-Nickname"));
         assert!(!r.is_forgeable("X-User-Role"));

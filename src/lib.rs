@@ -13,7 +13,8 @@
 //! lifecycle.rs   ending every session of a user (Kakao's webhooks, operators): store first, a spool while it is down
 //! connections.rs our ServerApp around Pingora's: connection caps, request-head and keep-alive timeouts, framing checks
 //! proxy/         impl ProxyHttp: the request pipeline; the only module that touches Session:
-//!                mod.rs (the hooks in order), admit.rs (steps 1-3, CSRF, login redirect), reply.rs (our own answers)
+//!                mod.rs (the hooks in order), admit.rs (steps 1-3, CSRF, login redirect), reply.rs (our own answers),
+//!                forward_auth.rs (the same decision for nginx auth_request, Traefik, Envoy)
 //! routes.rs      request-target and Host checks + host/prefix/method routing; pure
 //! identity.rs    which headers are stripped and injected, X-Forwarded-*, client IP, request ids; pure
 //! cookies.rs     the Cookie header as bytes: our cookies read and removed whatever else it holds; pure
@@ -21,7 +22,7 @@
 //!                mod.rs (dispatch, replies, issuing), login.rs (login page, state, PKCE, callbacks for every provider),
 //!                session.rs (refresh, profile, logout), notifications.rs (Kakao's unlink and account-status webhooks)
 //! tokens/        jwt.rs (issue/verify), revocation.rs (sharded in-memory set), cutoff.rs (per-user cut-offs),
-//!                refresh.rs (opaque tokens), state.rs (signed state + PKCE)
+//!                refresh.rs (opaque tokens), state.rs (signed state + PKCE), assertion.rs (signed identity for upstreams)
 //! providers/     one module per kind (kakao.rs, oidc.rs, naver.rs) turning a code into a verified user; id_token.rs
 //!                (id_token checks, JWKS cache), set.rs (Kakao's security event tokens), http.rs (shared client);
 //!                fakes: mock.rs + mock_webhooks.rs (Kakao), fake_oidc.rs, fake_naver.rs

@@ -275,6 +275,7 @@ mod tests {
             auth,
             on_unauthenticated: OnUnauthenticated::Status401,
             rate_limit,
+            assertion: None,
         }
     }
 

@@ -264,6 +264,8 @@ pub struct Route {
     pub auth: AuthMode,
     pub on_unauthenticated: OnUnauthenticated,
     pub rate_limit: Option<Limit>,
+    /// `assertion` of the route; `None` follows `identity.assertion`.
+    pub assertion: Option<bool>,
 }
 
 /// Why no route takes a request.
@@ -316,6 +318,7 @@ impl Router {
                     auth: r.auth,
                     on_unauthenticated: r.on_unauthenticated,
                     rate_limit: r.rate_limit,
+                    assertion: r.assertion,
                 }
             })
             .collect();
@@ -576,6 +579,7 @@ mod tests {
             auth: AuthMode::Public,
             on_unauthenticated: OnUnauthenticated::Status401,
             rate_limit: None,
+            assertion: None,
         }
     }
 

@@ -24,6 +24,7 @@ use crate::proxy::Gateway;
 use crate::routes::Router;
 use crate::store::Store;
 use crate::sync::{self, Synced};
+use crate::tokens::assertion::Assertions;
 use crate::tokens::cutoff::Cutoffs;
 use crate::tokens::jwt::Verifier;
 use crate::tokens::revocation::Revocations;
@@ -199,6 +200,12 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
         allowed_origins: config.auth.allowed_redirect_origins.clone(),
         limits,
         metrics: metrics.clone(),
+        assertions: Assertions::new(&config.jwt).map(Arc::new),
+        assertion_default: config.identity.assertion,
+        forward_auth_paths: crate::proxy::ForwardAuthPaths::new(
+            &config.auth.prefix,
+            &config.auth.forward_auth_secret,
+        ),
     };
     // Pingora's HTTP application behind our connection rules (`connections.rs`): caps, the
     // request-head and keep-alive timeouts, framing checks.

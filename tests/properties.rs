@@ -19,6 +19,7 @@ fn route(name: &str, prefix: &str, host: Option<&str>) -> RouteConfig {
         auth: AuthMode::Required,
         on_unauthenticated: OnUnauthenticated::Status401,
         rate_limit: None,
+        assertion: None,
     }
 }
 

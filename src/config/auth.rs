@@ -1,8 +1,8 @@
 //! `[identity]`, `[auth]` and `[rate_limit]`: injected header names, the login routes and sessions, limits.
 
-use super::reader::Sec;
+use super::reader::{env_or, Sec};
 use super::routes::is_valid_prefix;
-use super::Problem;
+use super::{EnvLookup, Problem};
 
 /// One rate: a sustained rate per minute and the burst allowed on top; `per_minute = 0` is off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +28,10 @@ pub struct IdentityConfig {
     pub nickname: String,
     pub provider: String,
     pub strip_prefix: String,
+    /// Send upstreams a signed identity assertion (a JWT; routes may override).
+    pub assertion: bool,
+    /// Its header; always stripped from clients.
+    pub assertion_header: String,
 }
 
 #[derive(Debug, Clone)]
@@ -44,11 +48,46 @@ pub struct AuthConfig {
     /// A refresh token presented again this soon after its rotation gets a new pair in the
     /// same family instead of revoking it (0 = off).
     pub refresh_reuse_grace_seconds: u64,
+    /// When set, forward-auth questions must carry it in `X-Authgate-Forward-Auth-Secret`: the
+    /// edge sets it only on its own questions, so a client that reaches the endpoint through
+    /// the edge (a trusted peer) is still refused.
+    pub forward_auth_secret: String,
 }
+
+/// Names the identity headers may not take.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "cache-control",
+    "connection",
+    "content-length",
+    "content-type",
+    "cookie",
+    "host",
+    "keep-alive",
+    "location",
+    "proxy-authorization",
+    "set-cookie",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "www-authenticate",
+    "x-request-id",
+    "x-real-ip",
+    "forwarded",
+];
 
 pub(super) fn read_identity(s: &Sec<'_>, p: &mut Vec<Problem>) -> IdentityConfig {
     s.only_keys(
-        &["user_id", "email", "nickname", "provider", "strip_prefix"],
+        &[
+            "user_id",
+            "email",
+            "nickname",
+            "provider",
+            "strip_prefix",
+            "assertion",
+            "assertion_header",
+        ],
         p,
     );
     let header = |key: &str, default: &str, p: &mut Vec<Problem>| {
@@ -66,6 +105,33 @@ pub(super) fn read_identity(s: &Sec<'_>, p: &mut Vec<Problem>) -> IdentityConfig
     let email = header("email", "X-User-Email", p);
     let nickname = header("nickname", "X-User-Nickname", p);
     let provider = header("provider", "X-User-Provider", p);
+    let assertion_header = header("assertion_header", "X-Authgate-Assertion", p);
+    let assertion = s.bool("assertion", false, p);
+    // They are also written on forward-auth answers: never a header with another meaning there,
+    // and never one name for two things.
+    let mut seen = std::collections::HashSet::new();
+    for (key, name) in [
+        ("user_id", &user_id),
+        ("email", &email),
+        ("nickname", &nickname),
+        ("provider", &provider),
+        ("assertion_header", &assertion_header),
+    ] {
+        let lower = name.to_ascii_lowercase().replace('_', "-");
+        if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-forwarded-") {
+            p.push(s.problem(
+                key,
+                format!("{name:?}"),
+                "a header with its own meaning in HTTP or to authgate: use a name of its own such as \"X-User-Id\"",
+            ));
+        } else if !seen.insert(lower) {
+            p.push(s.problem(
+                key,
+                format!("{name:?}"),
+                "each identity header needs a name of its own",
+            ));
+        }
+    }
     let strip_prefix = s.string("strip_prefix", "X-User-", p);
     if strip_prefix.len() < 3 {
         p.push(s.problem(
@@ -80,6 +146,8 @@ pub(super) fn read_identity(s: &Sec<'_>, p: &mut Vec<Problem>) -> IdentityConfig
         nickname,
         provider,
         strip_prefix,
+        assertion,
+        assertion_header,
     }
 }
 
@@ -115,7 +183,7 @@ pub(super) fn read_route_limit(s: &Sec<'_>, p: &mut Vec<Problem>) -> Limit {
     }
 }
 
-pub(super) fn read_auth(s: &Sec<'_>, p: &mut Vec<Problem>) -> AuthConfig {
+pub(super) fn read_auth(s: &Sec<'_>, env: EnvLookup<'_>, p: &mut Vec<Problem>) -> AuthConfig {
     s.only_keys(
         &[
             "prefix",
@@ -123,9 +191,23 @@ pub(super) fn read_auth(s: &Sec<'_>, p: &mut Vec<Problem>) -> AuthConfig {
             "allowed_redirect_origins",
             "state_ttl_seconds",
             "refresh_reuse_grace_seconds",
+            "forward_auth_secret",
         ],
         p,
     );
+    let forward_auth_secret = env_or(env, "AUTHGATE_FORWARD_AUTH_SECRET", || {
+        s.string("forward_auth_secret", "", p)
+    });
+    if !forward_auth_secret.is_empty()
+        && (forward_auth_secret.len() < 16
+            || http::HeaderValue::from_str(&forward_auth_secret).is_err())
+    {
+        p.push(s.problem(
+            "forward_auth_secret",
+            "(set)",
+            "use at least 16 printable characters, e.g. `openssl rand -hex 24`",
+        ));
+    }
     let prefix = s.string("prefix", "/api/auth", p);
     if !is_valid_prefix(&prefix) || prefix == "/" {
         p.push(s.problem(
@@ -160,5 +242,6 @@ pub(super) fn read_auth(s: &Sec<'_>, p: &mut Vec<Problem>) -> AuthConfig {
         allowed_redirect_origins,
         state_ttl_seconds,
         refresh_reuse_grace_seconds: s.int("refresh_reuse_grace_seconds", 10, 0, 60, p),
+        forward_auth_secret,
     }
 }

@@ -126,7 +126,7 @@ impl Config {
         let server = read_server(&top.table("server", &mut p), &mut p);
         let jwt = read_jwt(&top.table("jwt", &mut p), base_dir, env, &mut p);
         let identity = read_identity(&top.table("identity", &mut p), &mut p);
-        let auth = read_auth(&top.table("auth", &mut p), &mut p);
+        let auth = read_auth(&top.table("auth", &mut p), env, &mut p);
         let store = read_store(&top.table("store", &mut p), base_dir, &mut p);
         // Each provider with the key it was declared under, for the cross-checks' messages.
         let mut declared: Vec<(String, ProviderConfig)> =
@@ -154,6 +154,25 @@ impl Config {
             .map(|s| read_route(s, &mut p))
             .collect();
         cross_check(&server, &upstreams, &routes, &mut p);
+        let asserted = identity.assertion || routes.iter().any(|r| r.assertion == Some(true));
+        if let Some((i, u)) = upstreams
+            .iter()
+            .enumerate()
+            .find(|(_, u)| asserted && u.name == jwt.audience)
+        {
+            p.push(Problem {
+                key: format!("upstreams[{i}].name"),
+                value: format!("{:?}", u.name),
+                fix: "equal to jwt.audience: an access token, which upstreams see in Authorization, would pass there as an identity assertion (its `aud` is the upstream's name); rename one".into(),
+            });
+        }
+        if asserted && jwt.algorithm == JwtAlgorithm::HS256 {
+            p.push(Problem {
+                key: "identity.assertion".into(),
+                value: "true with jwt.algorithm = HS256".into(),
+                fix: "upstreams verify the assertion with the gateway's public key: use jwt.algorithm = \"RS256\" or \"EdDSA\" with a private_key_file, or turn the assertion off".into(),
+            });
+        }
 
         if p.is_empty() {
             Ok(Config {
@@ -655,5 +674,48 @@ mod tests {
         ] {
             assert!(!is_provider_url(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn identity_headers_never_take_a_meaning_of_their_own_and_assertions_need_a_public_key() {
+        for (identity, key) in [
+            ("user_id = \"Set-Cookie\"", "identity.user_id"),
+            ("email = \"content_length\"", "identity.email"),
+            (
+                "assertion_header = \"X-Forwarded-User\"",
+                "identity.assertion_header",
+            ),
+            ("nickname = \"X-User-Id\"", "identity.nickname"),
+        ] {
+            let err = parse(&minimal(&format!("[identity]\n{identity}\n")))
+                .err()
+                .unwrap_or_else(|| panic!("{identity} accepted"));
+            assert!(err.0.iter().any(|p| p.key == key), "{identity}: {err}");
+        }
+        let ed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let eddsa = |extra: &str| {
+            minimal(extra).replace(
+                &format!("secret = \"{SECRET}\""),
+                "algorithm = \"EdDSA\"\nprivate_key_file = \"ed25519.pem\"",
+            )
+        };
+        let with = |text: String| Config::parse(&text, &ed, &no_env);
+        assert!(with(eddsa("[identity]\nassertion = true\n")).is_ok());
+        // An upstream named like the access tokens' audience would take them for assertions.
+        let named = eddsa("[identity]\nassertion = true\n")
+            .replace("name = \"app\"", "name = \"authgate\"")
+            .replace("upstream = \"app\"", "upstream = \"authgate\"");
+        let err = with(named).err().expect("refused");
+        assert!(err.0.iter().any(|p| p.key == "upstreams[0].name"), "{err}");
+        let err = parse(&minimal("[identity]\nassertion = true\n"))
+            .err()
+            .expect("HS256 refused");
+        assert!(err.0.iter().any(|p| p.key == "identity.assertion"), "{err}");
+        // Per route as well.
+        let err = parse(&minimal("assertion = true\n"))
+            .err()
+            .expect("HS256 refused");
+        assert!(err.0.iter().any(|p| p.key == "identity.assertion"), "{err}");
+        assert!(parse(&minimal("[auth]\nforward_auth_secret = \"short\"\n")).is_err());
     }
 }

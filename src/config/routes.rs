@@ -46,6 +46,8 @@ pub struct RouteConfig {
     pub on_unauthenticated: OnUnauthenticated,
     /// Overrides the `[rate_limit]` default for this route's scope.
     pub rate_limit: Option<Limit>,
+    /// Overrides `identity.assertion` for this route.
+    pub assertion: Option<bool>,
 }
 
 pub(super) fn read_upstream(s: &Sec<'_>, p: &mut Vec<Problem>) -> UpstreamConfig {
@@ -127,6 +129,7 @@ pub(super) fn read_route(s: &Sec<'_>, p: &mut Vec<Problem>) -> RouteConfig {
             "auth",
             "on_unauthenticated",
             "rate_limit",
+            "assertion",
         ],
         p,
     );
@@ -205,6 +208,10 @@ pub(super) fn read_route(s: &Sec<'_>, p: &mut Vec<Problem>) -> RouteConfig {
             .t
             .contains_key("rate_limit")
             .then(|| read_route_limit(&s.table("rate_limit", p), p)),
+        assertion: s
+            .t
+            .contains_key("assertion")
+            .then(|| s.bool("assertion", false, p)),
     }
 }
 

@@ -1,8 +1,32 @@
 //! Steps 1–3 of the pipeline and the answers they lead to: the target, the route, the token or
 //! the session cookies (with a transparent refresh), rate limits, CSRF for cookie-authenticated
 //! writes, the redirect to login, and the gateway's own endpoints.
+//!
+//! [`Gateway::decide`] judges a request by its parts ([`Original`]), so a request on the socket
+//! and one an edge proxy describes to forward-auth (`forward_auth.rs`) get the same decision.
 
 use super::*;
+
+/// A WebSocket (or other protocol) upgrade: `Upgrade`, or the WebSocket handshake's own headers,
+/// which reach a forward-auth question where the hop-by-hop `Upgrade` does not.
+fn is_upgrade(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::UPGRADE)
+        || headers.contains_key(http::header::SEC_WEBSOCKET_KEY)
+        || headers.contains_key(http::header::SEC_WEBSOCKET_VERSION)
+}
+
+/// The request a decision is about: the one on the socket, or the one an edge proxy describes.
+pub(super) struct Original<'a> {
+    pub method: &'a http::Method,
+    /// From [`check_target`]: the path, without the query.
+    pub path: &'a str,
+    /// From [`check_host`]: the host name as routes compare it.
+    pub host: &'a [u8],
+    /// The host as the browser wrote it (with its port): what its `Origin` must equal.
+    pub authority: &'a [u8],
+    /// The request's own headers: `Authorization`, cookies, `Origin`, `Sec-Fetch-Site`, `Accept`.
+    pub headers: &'a http::HeaderMap,
+}
 
 impl Gateway {
     pub(super) fn peer_ip(session: &Session) -> Option<IpAddr> {
@@ -31,10 +55,35 @@ impl Gateway {
         }
         let path = check_target(req.raw_path())?;
         let host = request_host(req)?;
+        if let Some(mode) = self.forward_auth_mode(path) {
+            return Ok(Step::ForwardAuth(mode));
+        }
         if self.api.owns(path) {
             return Ok(Step::Api);
         }
-        let (index, route) = match self.router.find(Some(host), path, &req.method) {
+        let original = Original {
+            method: &req.method,
+            path,
+            host,
+            authority: req
+                .headers
+                .get(http::header::HOST)
+                .map_or(host, |h| h.as_bytes()),
+            headers: &req.headers,
+        };
+        self.decide(&original, ctx, key).await?;
+        Ok(Step::Proxy)
+    }
+
+    /// Steps 2–3 for a request whose target and host passed their checks: the route, then the
+    /// token or session cookies. Sets `ctx.route` and, once verified, `ctx.claims`.
+    pub(super) async fn decide(
+        &self,
+        req: &Original<'_>,
+        ctx: &mut RequestCtx,
+        key: IpAddr,
+    ) -> Result<(), GatewayError> {
+        let (index, route) = match self.router.find(Some(req.host), req.path, req.method) {
             Ok(found) => found,
             Err(Miss::NotFound) => return Err(GatewayError::NoRoute),
             Err(Miss::MethodNotAllowed(index)) => {
@@ -45,7 +94,7 @@ impl Gateway {
         };
         ctx.route = Some(index);
         if route.auth == AuthMode::Public {
-            return Ok(Step::Proxy);
+            return Ok(());
         }
         let values = req
             .headers
@@ -58,7 +107,7 @@ impl Gateway {
         let (token, from_cookie) = match Verifier::bearer(values)? {
             Some(t) => (Some(t), false),
             None => (
-                cookies::cookie(&req.headers, names.access).filter(|c| !c.is_empty()),
+                cookies::cookie(req.headers, names.access).filter(|c| !c.is_empty()),
                 true,
             ),
         };
@@ -67,14 +116,14 @@ impl Gateway {
         // page of ours (bearer tokens are never sent by themselves).
         if from_cookie
             && token.is_some()
-            && (!req.method.is_safe() || req.headers.contains_key(http::header::UPGRADE))
-            && !self.same_origin(req, ctx.secure)
+            && (!req.method.is_safe() || is_upgrade(req.headers))
+            && !self.same_origin(req.headers, req.authority, ctx.secure)
         {
             return Err(GatewayError::CsrfRejected);
         }
         let Some(token) = token else {
             return if route.auth == AuthMode::Optional {
-                Ok(Step::Proxy)
+                Ok(())
             } else {
                 Err(TokenError::Missing.into())
             };
@@ -90,14 +139,14 @@ impl Gateway {
         match verified {
             Ok(claims) => {
                 ctx.claims = Some(claims);
-                Ok(Step::Proxy)
+                Ok(())
             }
             // Cut off (`tokens/cutoff.rs`) as well: a login on another instance in the very
             // second of a cut-off is refused until its refresh, which the store decides.
             Err(TokenError::Expired | TokenError::CutOff(_))
                 if from_cookie && route.on_unauthenticated == OnUnauthenticated::Redirect =>
             {
-                let refresh = cookies::cookie(&req.headers, names.refresh)
+                let refresh = cookies::cookie(req.headers, names.refresh)
                     .filter(|c| !c.is_empty())
                     .ok_or(TokenError::Expired)?
                     .to_string();
@@ -115,7 +164,7 @@ impl Gateway {
                     Ok((claims, cookies)) => {
                         ctx.claims = Some(claims);
                         ctx.set_cookies = cookies;
-                        Ok(Step::Proxy)
+                        Ok(())
                     }
                     Err(e @ GatewayError::Store(_)) => Err(e),
                     // An unusable refresh cookie: the browser logs in again.
@@ -123,7 +172,7 @@ impl Gateway {
                 }
             }
             // A browser cannot repair its own cookie: on optional routes a stale one is anonymous.
-            Err(_) if from_cookie && route.auth == AuthMode::Optional => Ok(Step::Proxy),
+            Err(_) if from_cookie && route.auth == AuthMode::Optional => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -131,8 +180,7 @@ impl Gateway {
     /// The request comes from a page of ours: the browser says so (`Sec-Fetch-Site:
     /// same-origin`, or `none` for what the user typed), or its `Origin` is this request's own
     /// origin or an allowed one. A sibling subdomain is `same-site`, not ours.
-    pub(super) fn same_origin(&self, req: &RequestHeader, secure: bool) -> bool {
-        let headers = &req.headers;
+    pub(super) fn same_origin(&self, headers: &http::HeaderMap, host: &[u8], secure: bool) -> bool {
         if let Some(site) = headers.get("sec-fetch-site") {
             if matches!(site.as_bytes(), b"same-origin" | b"none") {
                 return true;
@@ -142,11 +190,9 @@ impl Gateway {
             return false;
         };
         let scheme: &[u8] = if secure { b"https://" } else { b"http://" };
-        let own = headers.get(http::header::HOST).is_some_and(|host| {
-            origin.len() == scheme.len() + host.len()
-                && origin[..scheme.len()].eq_ignore_ascii_case(scheme)
-                && origin[scheme.len()..].eq_ignore_ascii_case(host.as_bytes())
-        });
+        let own = origin.len() == scheme.len() + host.len()
+            && origin[..scheme.len()].eq_ignore_ascii_case(scheme)
+            && origin[scheme.len()..].eq_ignore_ascii_case(host);
         own || self
             .allowed_origins
             .iter()
@@ -204,22 +250,28 @@ impl Gateway {
         write_json(session, ctx, reply.status, reply.body, &extra).await
     }
 
-    pub(super) fn wants_redirect(&self, session: &Session, ctx: &RequestCtx) -> bool {
+    /// A browser's page load on a `redirect` route: sent to login rather than answered 401.
+    pub(super) fn wants_redirect(
+        &self,
+        method: &http::Method,
+        headers: &http::HeaderMap,
+        ctx: &RequestCtx,
+    ) -> bool {
         let Some(route) = ctx.route.map(|i| &self.router.routes()[i]) else {
             return false;
         };
-        let req = session.req_header();
         route.on_unauthenticated == OnUnauthenticated::Redirect
-            && req.method == http::Method::GET
-            && req.headers.get(http::header::ACCEPT).is_some_and(|a| {
+            && method == http::Method::GET
+            && headers.get(http::header::ACCEPT).is_some_and(|a| {
                 a.as_bytes()
                     .windows(9)
                     .any(|w| w.eq_ignore_ascii_case(b"text/html"))
             })
     }
 
-    pub(super) fn login_location(&self, session: &Session) -> String {
-        let target = String::from_utf8_lossy(session.req_header().raw_path());
+    /// The login page, with `target` (the request's path and query) as where to come back to.
+    pub(super) fn login_location(&self, target: &[u8]) -> String {
+        let target = String::from_utf8_lossy(target);
         let mut next = String::with_capacity(target.len() + 8);
         for b in target.bytes() {
             if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {

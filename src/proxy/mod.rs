@@ -17,6 +17,7 @@
 //! |---|---|
 //! | `mod.rs` | the shared state, the per-request context, and the `ProxyHttp` hooks in order |
 //! | `admit.rs` | steps 1–3: admission, CSRF, the redirect to login, the gateway's own endpoints |
+//! | `forward_auth.rs` | the same decision for a request an edge proxy describes (nginx, Traefik, Envoy) |
 //! | `reply.rs` | the gateway's own answers, log-safe values, cookie stripping, host, error mapping |
 
 use std::net::{IpAddr, SocketAddr};
@@ -40,12 +41,15 @@ use crate::identity::{self, HeaderRules};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::routes::{canonical_host, check_host, check_target, Miss, Router, TargetError};
+use crate::tokens::assertion::Assertions;
 use crate::tokens::jwt::{AccessClaims, TokenError, Verifier};
 use crate::upstreams::Upstream;
 
 mod admit;
+mod forward_auth;
 mod reply;
 
+pub use forward_auth::Paths as ForwardAuthPaths;
 pub use reply::loggable;
 use reply::{answer_error, classify, request_host, strip_session_cookies, write_json};
 
@@ -68,6 +72,42 @@ pub struct Gateway {
     pub limits: Arc<Limits>,
     pub metrics: Arc<Metrics>,
     pub durations: crate::metrics::Durations,
+    /// Signs identity assertions (`identity.assertion`); `None` with HS256.
+    pub assertions: Option<Arc<Assertions>>,
+    /// `identity.assertion`: for routes that do not say.
+    pub assertion_default: bool,
+    /// `{auth.prefix}/authz/auth-request` and `{auth.prefix}/authz/forward-auth`.
+    pub forward_auth_paths: forward_auth::Paths,
+}
+
+impl Gateway {
+    /// `authgate_rate_limited_total` and `authgate_auth_failures_total` for a refusal.
+    fn count_refusal(&self, err: &GatewayError) {
+        if let GatewayError::RateLimited(exceeded) = err {
+            self.metrics
+                .rate_limited
+                .with_label_values(&[exceeded.scope.label()])
+                .inc();
+        }
+        if let Some(reason) = err.auth_failure_reason() {
+            self.metrics
+                .auth_failures
+                .with_label_values(&[reason])
+                .inc();
+        }
+    }
+
+    /// The signed identity assertion for this request's route and verified user, when the
+    /// route asks for one.
+    fn assertion(&self, ctx: &RequestCtx) -> Option<http::HeaderValue> {
+        let (claims, assertions) = (ctx.claims.as_ref()?, self.assertions.as_ref()?);
+        let route = &self.router.routes()[ctx.route?];
+        if !route.assertion.unwrap_or(self.assertion_default) {
+            return None;
+        }
+        let upstream = route.upstream_index;
+        Some(assertions.get(claims, upstream, &self.upstreams[upstream].name))
+    }
 }
 
 // Header names used on every request, parsed once.
@@ -83,6 +123,8 @@ enum Step {
     Proxy,
     /// One of the gateway's own endpoints.
     Api,
+    /// An edge proxy asks whether a request may pass (`forward_auth.rs`).
+    ForwardAuth(forward_auth::Mode),
 }
 
 /// Per-request state carried between the hooks.
@@ -115,6 +157,8 @@ pub struct RequestCtx {
     upstream_started: Option<Instant>,
     /// Answered by the gateway's own auth endpoints.
     is_api: bool,
+    /// Forward-auth: the method and target the edge described (for the login redirect).
+    described: Option<(http::Method, Vec<u8>)>,
 }
 
 impl RequestCtx {
@@ -200,6 +244,8 @@ impl ProxyHttp for Gateway {
                 Ok(())
             }
             (Ok(Step::Api), _) => self.limits.check_auth(key),
+            // Answered below with the limits of the route it asks about.
+            (Ok(Step::ForwardAuth(_)), _) => Ok(()),
             (Ok(Step::Proxy), Some(route)) => match &ctx.claims {
                 Some(c) => self.limits.check_user(route, &c.sub),
                 None => self.limits.check_ip(route, key),
@@ -225,23 +271,19 @@ impl ProxyHttp for Gateway {
                 self.serve_api(session, ctx).await?;
                 return Ok(true);
             }
+            (Ok(Step::ForwardAuth(mode)), Ok(())) => {
+                self.forward_auth(session, ctx, mode, key).await?;
+                return Ok(true);
+            }
             (Err(err), Ok(())) => err,
         };
-        if let GatewayError::RateLimited(exceeded) = &err {
-            self.metrics
-                .rate_limited
-                .with_label_values(&[exceeded.scope.label()])
-                .inc();
-        }
-        if let Some(reason) = err.auth_failure_reason() {
-            self.metrics
-                .auth_failures
-                .with_label_values(&[reason])
-                .inc();
-        }
+        self.count_refusal(&err);
         tracing::debug!(request_id = %ctx.request_id(), error = %err, "refused");
-        if matches!(err, GatewayError::Token(_)) && self.wants_redirect(session, ctx) {
-            let location = self.login_location(session);
+        let req = session.req_header();
+        if matches!(err, GatewayError::Token(_))
+            && self.wants_redirect(&req.method, &req.headers, ctx)
+        {
+            let location = self.login_location(req.raw_path());
             write_json(
                 session,
                 ctx,
@@ -346,6 +388,9 @@ impl ProxyHttp for Gateway {
                     up.append_header(name.clone(), value.clone())?;
                 }
             }
+        }
+        if let Some(value) = self.assertion(ctx) {
+            up.append_header(self.headers.assertion.clone(), value)?;
         }
         if let Some(id) = &ctx.request_id {
             up.append_header("X-Request-Id", id.clone())?;

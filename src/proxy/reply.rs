@@ -13,7 +13,7 @@ pub(super) async fn write_json(
     ctx: &mut RequestCtx,
     status: u16,
     body: Vec<u8>,
-    extra: &[(&'static str, &str)],
+    extra: &[(&str, &str)],
 ) -> Result<()> {
     let mut h = ResponseHeader::build(status, Some(6 + extra.len() + ctx.set_cookies.len()))?;
     // The API's login page brings its own type; every other answer is JSON.

@@ -2,6 +2,7 @@
 //! ([`revocation`]), per-user cut-offs ([`cutoff`]), opaque rotating refresh tokens ([`refresh`]) and the signed login state
 //! with its PKCE verifier ([`state`]). No Pingora types and no I/O.
 
+pub mod assertion;
 pub mod cutoff;
 pub mod jwt;
 pub mod refresh;

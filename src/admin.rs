@@ -1,6 +1,7 @@
 //! The admin listener: `/healthz` (liveness), `/readyz` (readiness), `/metrics` for Prometheus,
-//! and `POST /users/{id}/revoke` (end every session of a user, `{id}` our user id or
-//! `provider:subject`). Never on the public listener.
+//! `POST /users/{id}/revoke` (end every session of a user, `{id}` our user id or
+//! `provider:subject`) and `POST /reload` (read the configuration file again, `reload.rs`).
+//! Never on the public listener.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,20 +12,22 @@ use tokio::net::TcpListener;
 use crate::lifecycle::{self, Lifecycle, Outcome};
 use crate::localhttp::{self, Reply};
 use crate::metrics::Metrics;
-use crate::upstreams::Upstream;
+use crate::proxy::Live;
+use crate::reload::Reloader;
 
 /// What readiness depends on.
 pub struct Readiness {
     /// Set when SIGTERM starts the drain; load balancers stop sending new traffic.
     pub draining: AtomicBool,
-    pub upstreams: Vec<Arc<Upstream>>,
+    /// The upstreams of the configuration being served.
+    live: Arc<arc_swap::ArcSwap<Live>>,
 }
 
 impl Readiness {
-    pub fn new(upstreams: Vec<Arc<Upstream>>) -> Readiness {
+    pub fn new(live: Arc<arc_swap::ArcSwap<Live>>) -> Readiness {
         Readiness {
             draining: AtomicBool::new(false),
-            upstreams,
+            live,
         }
     }
 
@@ -32,7 +35,8 @@ impl Readiness {
         if self.draining.load(Ordering::Relaxed) {
             return localhttp::json(503, &json!({"status": "draining"}));
         }
-        let down: Vec<&str> = self
+        let live = self.live.load();
+        let down: Vec<&str> = live
             .upstreams
             .iter()
             .filter(|u| !u.has_healthy_backend())
@@ -58,6 +62,22 @@ fn from_a_browser(headers: &http::HeaderMap) -> bool {
         || headers
             .get("sec-fetch-site")
             .is_some_and(|v| v.as_bytes() != b"none")
+}
+
+/// The refusal of an operator's action asked for with another method or by a browser.
+fn operators_post_only<B>(req: &http::Request<B>, tool: &str) -> Option<Reply> {
+    if req.method() != http::Method::POST {
+        return Some(localhttp::json(
+            405,
+            &json!({"error": "METHOD_NOT_ALLOWED", "message": "Use POST."}),
+        ));
+    }
+    from_a_browser(req.headers()).then(|| {
+        localhttp::json(
+            403,
+            &json!({"error": "CSRF_REJECTED", "message": format!("Not from a web page: use curl or {tool}.")}),
+        )
+    })
 }
 
 /// `POST /users/{id}/revoke`.
@@ -101,30 +121,31 @@ pub async fn serve(
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
     lifecycle: Arc<Lifecycle>,
+    reloader: Arc<Reloader>,
 ) {
     localhttp::serve(listener, move |req| {
         let readiness = readiness.clone();
         let metrics = metrics.clone();
         let lifecycle = lifecycle.clone();
+        let reloader = reloader.clone();
         async move {
             let path = req.uri().path();
+            if path == "/reload" {
+                if let Some(refused) = operators_post_only(&req, "authgate reload") {
+                    return refused;
+                }
+                let outcome = reloader.reload("POST /reload").await;
+                let status = if outcome.result == "ok" { 200 } else { 422 };
+                return localhttp::json(status, &json!(outcome));
+            }
             if let Some(user) = path
                 .strip_prefix("/users/")
                 .and_then(|p| p.strip_suffix("/revoke"))
             {
-                return if req.method() != http::Method::POST {
-                    localhttp::json(
-                        405,
-                        &json!({"error": "METHOD_NOT_ALLOWED", "message": "Use POST."}),
-                    )
-                } else if from_a_browser(req.headers()) {
-                    localhttp::json(
-                        403,
-                        &json!({"error": "CSRF_REJECTED", "message": "Not from a web page: use curl or authgate revoke."}),
-                    )
-                } else {
-                    revoke(&lifecycle, user).await
-                };
+                if let Some(refused) = operators_post_only(&req, "authgate revoke") {
+                    return refused;
+                }
+                return revoke(&lifecycle, user).await;
             }
             match path {
                 "/metrics" => localhttp::reply(200, "text/plain; version=0.0.4", metrics.render()),

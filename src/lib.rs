@@ -5,16 +5,19 @@
 //!
 //! # Layout
 //! ```text
-//! main.rs        CLI (clap): run | check | dev | revoke; the only place that uses anyhow for output
+//! main.rs        CLI (clap): run | check | reload | dev | revoke; the only place that uses anyhow for output
 //! config/        config.toml + seed env vars -> validated Config; every problem at once; one file a section
 //! error.rs       GatewayError -> (status, public code, message): the one place statuses are chosen
-//! server.rs      builds the Pingora server: proxy, health checks, drain watcher, admin listener, store
+//! server.rs      builds the Pingora server: proxy, drain watcher, admin listener, store, the first configuration
+//! reload.rs      SIGHUP, file watch and POST /reload: validate, build a new proxy::Live, swap it in
+//! logging.rs     the tracing subscriber; its level follows reloads
 //! sync.rs        revocations and user cut-offs: start-up load, every-second sync from the store, pruning
 //! lifecycle.rs   ending every session of a user (Kakao's webhooks, operators): store first, a spool while it is down
 //! connections.rs our ServerApp around Pingora's: connection caps, request-head and keep-alive timeouts, framing checks
 //! proxy/         impl ProxyHttp: the request pipeline; the only module that touches Session:
 //!                mod.rs (the hooks in order), admit.rs (steps 1-3, CSRF, login redirect), reply.rs (our own answers),
-//!                forward_auth.rs (the same decision for nginx auth_request, Traefik, Envoy)
+//!                forward_auth.rs (the same decision for nginx auth_request, Traefik, Envoy),
+//!                live.rs (everything a reload swaps: routes, upstreams, limits, API; taken once per request)
 //! routes.rs      request-target and Host checks + host/prefix/method routing; pure
 //! identity.rs    which headers are stripped and injected, X-Forwarded-*, client IP, request ids; pure
 //! cookies.rs     the Cookie header as bytes: our cookies read and removed whatever else it holds; pure
@@ -30,11 +33,11 @@
 //! upstreams.rs   one Pingora LoadBalancer per upstream group, health checks, peer timeouts
 //! limits.rs      governor limiters per client IP / user, with pruning
 //! metrics.rs     every Prometheus metric, in one registry
-//! admin.rs       /healthz, /readyz, /metrics and POST /users/{id}/revoke on the admin listener
+//! admin.rs       /healthz, /readyz, /metrics, POST /users/{id}/revoke and POST /reload on the admin listener
 //! localhttp.rs   tiny hyper servers on the application runtime (admin, demo, the fake providers)
 //! demo.rs        the `authgate dev` demo upstream that shows the headers it received
 //! ```
-//! Dependencies point one way: `main -> server -> {connections, proxy, sync, admin} -> {api, lifecycle} ->
+//! Dependencies point one way: `main -> server -> {connections, admin -> reload, sync} -> proxy -> {api, lifecycle} ->
 //! {routes, identity, cookies, tokens, upstreams, limits, metrics, error} -> {providers, store} -> config`.
 //! Only `server.rs`, `connections.rs`, `proxy/` and `upstreams.rs` name Pingora types; `api`, `providers` and `store` run on the application
 //! runtime (see `server.rs`).
@@ -50,9 +53,11 @@ pub mod identity;
 pub mod lifecycle;
 pub mod limits;
 pub mod localhttp;
+pub mod logging;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;
+pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod store;

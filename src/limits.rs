@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -110,6 +111,8 @@ impl<K: std::hash::Hash + Eq + Clone> Limiter<K> {
 
 /// The limiters for one route: its user and IP scopes, with its overrides.
 struct RouteLimiters {
+    /// The route's name: a reload hands these buckets to the route of the same name and limits.
+    name: String,
     /// Keyed by a hash of `sub` (random per process): no allocation per request, and no
     /// collision anyone can aim for.
     user: Limiter<u64>,
@@ -117,11 +120,11 @@ struct RouteLimiters {
 }
 
 pub struct Limits {
-    auth: Limiter<IpAddr>,
+    auth: Arc<Limiter<IpAddr>>,
     /// Indexed like the router's routes (`Router::routes()`), built from the same configs.
-    routes: Vec<RouteLimiters>,
+    routes: Vec<Arc<RouteLimiters>>,
     /// Requests no route takes (400, 404), per client IP with the `[rate_limit] ip` rate.
-    unrouted: Limiter<IpAddr>,
+    unrouted: Arc<Limiter<IpAddr>>,
     /// Client IPs whose anonymous budget on a route ran out, until it refills: checked before a
     /// token's signature is verified or a refresh rotated, so a refused client cannot make us
     /// pay for either. Governor cannot look at a bucket without spending from it, hence this.
@@ -170,6 +173,17 @@ impl Blocked {
 impl Limits {
     /// `routes` as `Router::routes()` orders them.
     pub fn new(cfg: &RateLimitConfig, routes: &[Route]) -> Limits {
+        Limits::reloaded(cfg, routes, None)
+    }
+
+    /// Limits for a reloaded configuration that keep `old`'s buckets wherever the limit is the
+    /// same: the auth and unrouted scopes, and each route's by its name. A client cannot reset
+    /// its budget by waiting for a reload.
+    pub fn reloaded(cfg: &RateLimitConfig, routes: &[Route], old: Option<&Limits>) -> Limits {
+        let keep = |old: Option<&Arc<Limiter<IpAddr>>>, limit: Limit, scope: Scope| match old {
+            Some(o) if o.limit == limit => o.clone(),
+            _ => Arc::new(Limiter::new(limit, scope)),
+        };
         let routes = routes
             .iter()
             .map(|r| {
@@ -182,21 +196,32 @@ impl Limits {
                     (Some(l), AuthMode::Public | AuthMode::Optional) => l,
                     _ => cfg.ip,
                 };
-                RouteLimiters {
-                    user: Limiter::new(user, Scope::User),
-                    ip: Limiter::new(ip, Scope::Ip),
+                let same = old.and_then(|o| {
+                    o.routes
+                        .iter()
+                        .find(|l| l.name == r.name && l.user.limit == user && l.ip.limit == ip)
+                });
+                match same {
+                    Some(l) => l.clone(),
+                    None => Arc::new(RouteLimiters {
+                        name: r.name.clone(),
+                        user: Limiter::new(user, Scope::User),
+                        ip: Limiter::new(ip, Scope::Ip),
+                    }),
                 }
             })
             .collect();
         Limits {
-            auth: Limiter::new(cfg.auth, Scope::Auth),
+            auth: keep(old.map(|o| &o.auth), cfg.auth, Scope::Auth),
             routes,
-            unrouted: Limiter::new(cfg.ip, Scope::Ip),
+            unrouted: keep(old.map(|o| &o.unrouted), cfg.ip, Scope::Ip),
+            // Keyed by route index, which a reload may change; its entries last seconds.
             blocked: Blocked {
                 map: dashmap::DashMap::with_hasher(ahash::RandomState::new()),
                 count: AtomicUsize::new(0),
             },
-            user_keys: ahash::RandomState::new(),
+            // The user buckets kept are keyed with this hasher.
+            user_keys: old.map_or_else(ahash::RandomState::new, |o| o.user_keys.clone()),
         }
     }
 

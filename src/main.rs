@@ -1,4 +1,4 @@
-//! The `authgate` command line: `run`, `check`, `dev` and `revoke`.
+//! The `authgate` command line: `run`, `check`, `reload`, `dev` and `revoke`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +32,12 @@ enum Command {
     },
     /// Validate a configuration file and print every problem (exit 0 valid, 2 invalid).
     Check {
+        #[arg(short, long, default_value = "config.toml")]
+        config: PathBuf,
+    },
+    /// Check a configuration file, then make the gateway running with it (its admin_listen)
+    /// serve it without a restart (exit 0 reloaded, 1 refused, 2 invalid).
+    Reload {
         #[arg(short, long, default_value = "config.toml")]
         config: PathBuf,
     },
@@ -88,7 +94,11 @@ fn main() -> ExitCode {
         Command::Run { config } => match Config::load(&config, &config::process_env) {
             Ok(c) => {
                 init_logging(&c.log);
-                exit(run(c))
+                let source = authgate::server::Source {
+                    text: std::fs::read_to_string(&config).unwrap_or_default(),
+                    path: Some(config),
+                };
+                exit(run(c, source))
             }
             Err(problems) => {
                 eprintln!(
@@ -103,6 +113,13 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
         } => exit(dev(&listen, &admin_listen)),
+        Command::Reload { config } => match Config::load(&config, &config::process_env) {
+            Ok(c) => reload(&c),
+            Err(problems) => {
+                println!("{}: {problems}\nnot reloaded.", config.display());
+                ExitCode::from(2)
+            }
+        },
         Command::Revoke { user, config } => match Config::load(&config, &config::process_env) {
             Ok(c) => exit(revoke(&c, &user)),
             Err(problems) => {
@@ -113,33 +130,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// `[log]` decides the format and authgate's own level; dependencies stay at `warn` so that no
-/// library's debug output (which may print headers) reaches the log. `AUTHGATE_LOG` (an
-/// `EnvFilter` directive) overrides both levels for debugging.
 fn init_logging(log: &config::LogConfig) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("AUTHGATE_LOG")
-        // `pingora_proxy` is off: every failure it reports per request, `fail_to_proxy` logs
-        // itself (a client's own at debug), and its remaining lines are client-triggered
-        // ("failed to send error response", "Error finish sending body"): one ERROR per
-        // connection that anyone could write at will.
-        .unwrap_or_else(|_| {
-            EnvFilter::new(format!("warn,pingora_proxy=off,authgate={}", log.level))
-        });
-    // Colour codes only for a terminal: in files they are raw escape characters.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    match log.format {
-        config::LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
-        config::LogFormat::Text => builder.init(),
-    }
+    authgate::logging::init(log);
 }
 
 fn exit(r: anyhow::Result<()>) -> ExitCode {
@@ -152,9 +144,47 @@ fn exit(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, source: authgate::server::Source) -> anyhow::Result<()> {
     let app = authgate::server::app_runtime()?;
-    authgate::server::run(config, &app)
+    authgate::server::run(config, source, &app)
+}
+
+/// `authgate reload`: the file is valid; ask the running gateway (`POST /reload` on its admin
+/// listener) to serve it, and print what it says.
+fn reload(config: &Config) -> ExitCode {
+    use std::io::{Read, Write};
+    let mut admin = config.server.admin_listen;
+    if admin.ip().is_unspecified() {
+        admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let answer = (|| -> std::io::Result<String> {
+        let mut s =
+            std::net::TcpStream::connect_timeout(&admin, std::time::Duration::from_secs(5))?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+        write!(
+            s,
+            "POST /reload HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok(text)
+    })();
+    match answer {
+        Ok(text) => {
+            let ok = text.starts_with("HTTP/1.1 200");
+            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            println!("{body}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("authgate: no gateway answered on admin_listen = {admin}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `authgate revoke`: straight to the store (the gateways read it from there); no spool here,
@@ -279,5 +309,5 @@ addrs = ["{demo_addr}"]
          \x20 admin           http://{admin_listen}/readyz\n\
          Stop with Ctrl-C."
     );
-    authgate::server::run(config, &app)
+    authgate::server::run(config, authgate::server::Source { path: None, text }, &app)
 }

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub user_cutoffs_held: IntGauge,
     pub user_cutoffs_spooled: IntGauge,
     pub security_events: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub config_info: prometheus::IntGaugeVec,
     pub provider_duration: HistogramVec,
     pub client_errors: IntCounterVec,
     pub open_connections: IntGauge,
@@ -144,6 +146,25 @@ impl Metrics {
                 "Kakao unlink calls and security event tokens received, by kind and result.",
                 &["kind", "result"],
             ),
+            config_reloads: counter(
+                "authgate_config_reloads_total",
+                "Configuration reloads, by result (ok, invalid, failed).",
+                &["result"],
+            ),
+            config_info: {
+                let g = prometheus::IntGaugeVec::new(
+                    prometheus::Opts::new(
+                        "authgate_config_info",
+                        "1 for the configuration being served, by a digest of its file.",
+                    ),
+                    &["hash"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
             provider_duration: histogram(
                 "authgate_provider_request_duration_seconds",
                 "Calls to the identity provider, by provider and endpoint.",

@@ -12,23 +12,20 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 
+use arc_swap::ArcSwap;
+
 use crate::admin::{self, Readiness};
-use crate::api::AuthApi;
 use crate::config::{redact_url, Config};
 use crate::connections::{ConnectionRules, Guarded};
-use crate::identity::HeaderRules;
 use crate::lifecycle::Lifecycle;
-use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::proxy::Gateway;
-use crate::routes::Router;
+use crate::proxy::{Gateway, Live, Shared};
+use crate::reload::{self, Reloader};
 use crate::store::Store;
 use crate::sync::{self, Synced};
-use crate::tokens::assertion::Assertions;
 use crate::tokens::cutoff::Cutoffs;
 use crate::tokens::jwt::Verifier;
 use crate::tokens::revocation::Revocations;
-use crate::upstreams::Upstream;
 
 /// The runtime for everything that is not a Pingora service (admin and demo listeners, and the
 /// store and HTTP clients later). Pingora gives each service its own runtime, and I/O objects
@@ -77,8 +74,16 @@ impl BackgroundService for DrainWatch {
     }
 }
 
-/// Runs the gateway until SIGTERM (graceful, drains for `grace_period_seconds`) or SIGINT.
-pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+/// Where the configuration came from: reloads read `path` again (`None` for `authgate dev`).
+pub struct Source {
+    pub path: Option<std::path::PathBuf>,
+    /// The text it was parsed from (`authgate_config_info{hash}`).
+    pub text: String,
+}
+
+/// Runs the gateway until SIGTERM (graceful, drains for `grace_period_seconds`) or SIGINT;
+/// `SIGHUP` reloads the configuration (`reload.rs`).
+pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     // Fail with a clear message rather than a Pingora panic when the port is taken.
     std::net::TcpListener::bind(config.server.listen)
         .with_context(|| format!("cannot listen on server.listen = {}", config.server.listen))?;
@@ -101,20 +106,6 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut upstreams = Vec::new();
-    for u in &config.upstreams {
-        let (upstream, health) =
-            Upstream::build(u).with_context(|| format!("upstream {}", u.name))?;
-        server.add_service(health);
-        upstreams.push(upstream);
-    }
-    let router = Router::new(&config.routes, |name| {
-        config
-            .upstreams
-            .iter()
-            .position(|u| u.name == name)
-            .expect("config checked upstream names")
-    });
     let revocations = Arc::new(Revocations::new());
     let cutoffs = Arc::new(Cutoffs::new());
     let verifier = Arc::new(Verifier::new(
@@ -160,52 +151,53 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
         .block_on(synced.load())
         .context("loading revoked tokens and user cut-offs")?;
     app.spawn(synced.run(sync_point));
-    let api = AuthApi::new(
-        &config,
+    let shared = Shared {
         store,
-        verifier.clone(),
+        verifier: verifier.clone(),
         revocations,
         cutoffs,
-        lifecycle.clone(),
-        metrics.clone(),
-    )
-    .context("building the Kakao client")?;
-    let limits = Arc::new(Limits::new(&config.rate_limit, router.routes()));
-    let pruned = limits.clone();
+        lifecycle: lifecycle.clone(),
+        metrics: metrics.clone(),
+        app: app.handle().clone(),
+    };
+    let hash = reload::hash(&source.text);
+    let first = {
+        // Health checks and clients are started on the application runtime.
+        let _enter = app.enter();
+        Live::build(config.clone(), hash.clone(), &shared, None)?
+    };
+    let live = Arc::new(ArcSwap::from_pointee(first));
+    metrics.config_info.with_label_values(&[&hash]).set(1);
+    let pruned = live.clone();
     app.spawn(async move {
         let mut tick = tokio::time::interval(crate::limits::PRUNE_EVERY);
         loop {
             tick.tick().await;
-            let keys = pruned.prune();
+            let keys = pruned.load().limits.prune();
             tracing::debug!(keys, "rate-limit keys after pruning");
         }
     });
     if config.providers.is_empty() {
         tracing::warn!("no identity provider ([kakao] client_id or [[providers]]): login routes are off, tokens are only verified");
     }
-    let durations = metrics.durations(
-        router.routes().iter().map(|r| r.name.as_str()),
-        upstreams.iter().map(|u| u.name.as_str()),
-    );
+    let reloader = Arc::new(Reloader::new(
+        source.path.clone(),
+        live.clone(),
+        shared,
+        config.clone(),
+    ));
+    reloader
+        .on_sighup(app)
+        .context("installing the SIGHUP handler")?;
+    if config.server.watch_config {
+        reloader.watch(app);
+    }
     let gateway = Gateway {
-        durations,
-        router,
-        upstreams: upstreams.clone(),
+        live: live.clone(),
         verifier,
-        api: Arc::new(api),
         app: app.handle().clone(),
-        headers: HeaderRules::new(&config.identity),
         trusted_proxies: config.server.trusted_proxies.clone(),
-        login_path: config.login_path(),
-        allowed_origins: config.auth.allowed_redirect_origins.clone(),
-        limits,
         metrics: metrics.clone(),
-        assertions: Assertions::new(&config.jwt).map(Arc::new),
-        assertion_default: config.identity.assertion,
-        forward_auth_paths: crate::proxy::ForwardAuthPaths::new(
-            &config.auth.prefix,
-            &config.auth.forward_auth_secret,
-        ),
     };
     // Pingora's HTTP application behind our connection rules (`connections.rs`): caps, the
     // request-head and keep-alive timeouts, framing checks.
@@ -225,12 +217,18 @@ pub fn run(config: Config, app: &tokio::runtime::Runtime) -> anyhow::Result<()> 
     service.add_tcp(&config.server.listen.to_string());
     server.add_service(service);
 
-    let readiness = Arc::new(Readiness::new(upstreams));
+    let readiness = Arc::new(Readiness::new(live));
     server.add_service(background_service(
         "drain watch",
         DrainWatch(readiness.clone()),
     ));
-    app.spawn(admin::serve(admin_listener, readiness, metrics, lifecycle));
+    app.spawn(admin::serve(
+        admin_listener,
+        readiness,
+        metrics,
+        lifecycle,
+        reloader,
+    ));
 
     tracing::info!(
         listen = %config.server.listen,

@@ -1,5 +1,9 @@
 //! Upstream groups: one Pingora round-robin `LoadBalancer` per `[[upstreams]]` entry, with its
 //! health check, and the peer options (timeouts) requests to it use.
+//!
+//! The health checks run as tasks of the application runtime rather than as Pingora services,
+//! because a reload adds and removes upstreams while the server runs: an upstream's checks stop
+//! when the last request that could still use it is done (its `Drop`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,12 +14,17 @@ use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::{Backend, LoadBalancer};
 use pingora::prelude::HttpPeer;
-use pingora::services::background::{background_service, GenBackgroundService};
+use pingora::services::background::BackgroundService;
 
 use crate::config::UpstreamConfig;
 
 pub struct Upstream {
     pub name: String,
+    /// What it was built from: a reload keeps an upstream whose configuration is unchanged,
+    /// health state and all.
+    pub config: UpstreamConfig,
+    /// Tells the health-check task to stop.
+    stop: tokio::sync::watch::Sender<bool>,
     /// Runs the health checks and answers which backends are ready.
     lb: Arc<LoadBalancer<RoundRobin>>,
     /// Every backend with its ready-made peer (timeouts set). The list is static (from the
@@ -26,14 +35,11 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the group and the background service that runs its health checks; the checks only
-    /// run once that service is added to the server.
+    /// Builds the group and starts its health checks on `runtime`.
     pub fn build(
         cfg: &UpstreamConfig,
-    ) -> std::io::Result<(
-        Arc<Upstream>,
-        GenBackgroundService<LoadBalancer<RoundRobin>>,
-    )> {
+        runtime: &tokio::runtime::Handle,
+    ) -> std::io::Result<Arc<Upstream>> {
         let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(cfg.addrs.iter().copied())?;
         match &cfg.health_check_path {
             None => {
@@ -74,14 +80,18 @@ impl Upstream {
                 (backend.clone(), peer)
             })
             .collect();
-        let service = background_service(&format!("health check {}", cfg.name), lb);
-        let upstream = Upstream {
+        let lb = Arc::new(lb);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let checks = lb.clone();
+        runtime.spawn(async move { checks.start(stopped).await });
+        Ok(Arc::new(Upstream {
             name: cfg.name.clone(),
-            lb: service.task(),
+            config: cfg.clone(),
+            stop,
+            lb,
             peers,
             next: AtomicUsize::new(0),
-        };
-        Ok((Arc::new(upstream), service))
+        }))
     }
 
     pub fn backend_count(&self) -> usize {
@@ -106,5 +116,11 @@ impl Upstream {
                     && backend.addr.as_inet().is_none_or(|a| !exclude.contains(a))
             })
             .map(|(_, peer)| peer.clone())
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
     }
 }

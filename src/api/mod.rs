@@ -233,7 +233,17 @@ impl AuthApi {
             reuse_grace: cfg.auth.refresh_reuse_grace_seconds as i64,
             successor_key: keys.state_key.clone(),
             rotating: Mutex::new(HashMap::new()),
-            jwks: keys.jwk.as_ref().map(|k| json!({"keys": [k]})),
+            // The current key's and every previous key's public half: upstreams verify tokens
+            // (and assertions) signed before a rotation too.
+            jwks: {
+                let published: Vec<serde_json::Value> = cfg
+                    .jwt
+                    .verify_keys()
+                    .into_iter()
+                    .filter_map(|k| k.jwk)
+                    .collect();
+                (!published.is_empty()).then(|| json!({ "keys": published }))
+            },
         })
     }
 

@@ -1,4 +1,8 @@
-//! `[jwt]`: the one algorithm, the keys read from the secret or PEM files, token lifetimes.
+//! `[jwt]`: the signing key and its algorithm, verify-only previous keys (`[[jwt.previous_keys]]`,
+//! for rotating the key without logging anyone out), token lifetimes.
+//!
+//! Every key has a `kid`, a digest of it (of the public JWK for RS256/EdDSA, of the secret for
+//! HS256), so a rotated key gets a new id; tokens carry the `kid` of the key that signed them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,8 +44,9 @@ impl JwtAlgorithm {
 pub struct JwtKeys {
     pub decoding: DecodingKey,
     pub encoding: EncodingKey,
-    /// `kid` header and public JWK (RS256 / EdDSA only; never for a symmetric key).
-    pub kid: Option<String>,
+    /// The `kid` header of the tokens this key signs.
+    pub kid: String,
+    /// The public JWK to publish (RS256 / EdDSA only; never for a symmetric key).
     pub jwk: Option<serde_json::Value>,
     /// Derived from the signing key: signs login `state` and derives PKCE verifiers, so every
     /// instance with the same key accepts the same state.
@@ -63,6 +68,206 @@ pub struct JwtConfig {
     pub max_token_bytes: usize,
     /// `None` only while the configuration has problems.
     pub keys: Option<Arc<JwtKeys>>,
+    /// Verify-only keys of earlier rotations, each with its own algorithm.
+    pub previous_keys: Vec<VerifyKey>,
+}
+
+/// A key tokens are verified with: the current one, or a previous one.
+#[derive(Clone)]
+pub struct VerifyKey {
+    /// Pinned per key: a token's `alg` header never chooses another.
+    pub algorithm: JwtAlgorithm,
+    pub kid: String,
+    pub decoding: DecodingKey,
+    /// The public JWK to publish (RS256 / EdDSA).
+    pub jwk: Option<serde_json::Value>,
+}
+
+impl JwtConfig {
+    /// The current key, then the previous ones: every key a token may be verified with.
+    pub fn verify_keys(&self) -> Vec<VerifyKey> {
+        let current = self.keys.as_ref().map(|k| VerifyKey {
+            algorithm: self.algorithm,
+            kid: k.kid.clone(),
+            decoding: k.decoding.clone(),
+            jwk: k.jwk.clone(),
+        });
+        current
+            .into_iter()
+            .chain(self.previous_keys.iter().cloned())
+            .collect()
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// An HS256 key's `kid`: a digest of the secret (96 bits, domain-separated).
+fn hs256_kid(secret: &[u8]) -> String {
+    use sha2::Digest;
+    b64(&sha2::Sha256::digest([b"authgate-kid:".as_slice(), secret].concat())[..12])
+}
+
+fn parse_algorithm(s: &Sec<'_>, text: &str, p: &mut Vec<Problem>) -> JwtAlgorithm {
+    match text {
+        "HS256" => JwtAlgorithm::HS256,
+        "RS256" => JwtAlgorithm::RS256,
+        "EdDSA" => JwtAlgorithm::EdDSA,
+        other => {
+            p.push(s.problem(
+                "algorithm",
+                format!("{other:?}"),
+                "use \"HS256\", \"RS256\" or \"EdDSA\"",
+            ));
+            JwtAlgorithm::HS256
+        }
+    }
+}
+
+/// One `[[jwt.previous_keys]]` table: verify-only.
+fn read_previous_key(
+    s: &Sec<'_>,
+    base: &Path,
+    env: EnvLookup<'_>,
+    p: &mut Vec<Problem>,
+) -> Option<VerifyKey> {
+    s.only_keys(
+        &[
+            "algorithm",
+            "secret",
+            "secret_env",
+            "public_key_file",
+            "private_key_file",
+        ],
+        p,
+    );
+    let algorithm = parse_algorithm(s, &s.nonempty_string("algorithm", "", p), p);
+    match algorithm {
+        JwtAlgorithm::HS256 => {
+            let var = s.string("secret_env", "", p);
+            let secret = if var.is_empty() {
+                s.string("secret", "", p)
+            } else {
+                env(&var).unwrap_or_else(|| {
+                    p.push(s.problem(
+                        "secret_env",
+                        format!("{var:?}"),
+                        format!("the environment variable {var} is not set"),
+                    ));
+                    String::new()
+                })
+            };
+            let keys = hs256_keys(s, &secret, p)?;
+            Some(VerifyKey {
+                algorithm,
+                kid: keys.kid,
+                decoding: keys.decoding,
+                jwk: None,
+            })
+        }
+        JwtAlgorithm::RS256 | JwtAlgorithm::EdDSA => {
+            let public_key_file = s.string("public_key_file", "", p);
+            let private_key_file = s.string("private_key_file", "", p);
+            if public_key_file.is_empty() && !private_key_file.is_empty() {
+                let keys = pem_keys(s, algorithm, base, &private_key_file, "", p)?;
+                return Some(VerifyKey {
+                    algorithm,
+                    kid: keys.kid,
+                    decoding: keys.decoding,
+                    jwk: keys.jwk,
+                });
+            }
+            let (decoding, jwk) = if !public_key_file.is_empty() {
+                let path = resolve(base, &public_key_file);
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        p.push(s.problem(
+                            "public_key_file",
+                            format!("{public_key_file:?}"),
+                            format!("cannot read {} ({e})", path.display()),
+                        ));
+                        return None;
+                    }
+                };
+                let Some(jwk) = public_jwk(algorithm, &text) else {
+                    p.push(s.problem(
+                        "public_key_file",
+                        format!("{public_key_file:?}"),
+                        format!("not a {algorithm:?} public PEM key (RSA: at least 2048 bits)"),
+                    ));
+                    return None;
+                };
+                (decoding_of(algorithm, &jwk)?, jwk)
+            } else {
+                p.push(s.problem(
+                    "public_key_file",
+                    "\"\"",
+                    "a previous RS256/EdDSA key needs its public_key_file (or private_key_file)",
+                ));
+                return None;
+            };
+            let (kid, jwk) = with_kid(jwk);
+            Some(VerifyKey {
+                algorithm,
+                kid,
+                decoding,
+                jwk: Some(jwk),
+            })
+        }
+    }
+}
+
+/// The public half of a PEM public key as JWK members (RSA: at least 2048 bits).
+fn public_jwk(algorithm: JwtAlgorithm, text: &str) -> Option<serde_json::Value> {
+    match algorithm {
+        JwtAlgorithm::RS256 => {
+            use rsa::pkcs8::DecodePublicKey;
+            use rsa::traits::PublicKeyParts;
+            let public = rsa::RsaPublicKey::from_public_key_pem(text).ok()?;
+            (public.size() * 8 >= MIN_RSA_BITS).then(|| rsa_jwk(&public))
+        }
+        JwtAlgorithm::EdDSA => {
+            use ed25519_dalek::pkcs8::DecodePublicKey;
+            let public = ed25519_dalek::VerifyingKey::from_public_key_pem(text).ok()?;
+            Some(ed_jwk(&public))
+        }
+        JwtAlgorithm::HS256 => None,
+    }
+}
+
+fn rsa_jwk(public: &rsa::RsaPublicKey) -> serde_json::Value {
+    use rsa::traits::PublicKeyParts;
+    serde_json::json!({
+        "kty": "RSA", "alg": "RS256", "use": "sig",
+        "n": b64(&public.n().to_bytes_be()), "e": b64(&public.e().to_bytes_be()),
+    })
+}
+
+fn ed_jwk(public: &ed25519_dalek::VerifyingKey) -> serde_json::Value {
+    serde_json::json!({
+        "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "x": b64(public.as_bytes()),
+    })
+}
+
+fn decoding_of(algorithm: JwtAlgorithm, jwk: &serde_json::Value) -> Option<DecodingKey> {
+    match algorithm {
+        JwtAlgorithm::RS256 => {
+            DecodingKey::from_rsa_components(jwk["n"].as_str()?, jwk["e"].as_str()?).ok()
+        }
+        _ => DecodingKey::from_ed_components(jwk["x"].as_str()?).ok(),
+    }
+}
+
+/// The JWK's `kid` (a short digest of its public members, so a rotated key gets a new id), and
+/// the JWK with it.
+fn with_kid(mut jwk: serde_json::Value) -> (String, serde_json::Value) {
+    use sha2::Digest;
+    let kid = b64(&sha2::Sha256::digest(jwk.to_string().as_bytes())[..12]);
+    jwk["kid"] = serde_json::Value::String(kid.clone());
+    (kid, jwk)
 }
 
 pub(super) fn read_jwt(
@@ -84,23 +289,12 @@ pub(super) fn read_jwt(
             "leeway_seconds",
             "verified_cache_entries",
             "max_token_bytes",
+            "previous_keys",
         ],
         p,
     );
     let alg_text = env_or(env, "JWT_ALGORITHM", || s.string("algorithm", "HS256", p));
-    let algorithm = match alg_text.as_str() {
-        "HS256" => JwtAlgorithm::HS256,
-        "RS256" => JwtAlgorithm::RS256,
-        "EdDSA" => JwtAlgorithm::EdDSA,
-        other => {
-            p.push(s.problem(
-                "algorithm",
-                format!("{other:?}"),
-                "use \"HS256\", \"RS256\" or \"EdDSA\" (env JWT_ALGORITHM overrides)",
-            ));
-            JwtAlgorithm::HS256
-        }
-    };
+    let algorithm = parse_algorithm(s, &alg_text, p);
     let secret = env_or(env, "JWT_SECRET_KEY", || s.string("secret", "", p));
     let private_key_file = s.string("private_key_file", "", p);
     let public_key_file = s.string("public_key_file", "", p);
@@ -127,6 +321,26 @@ pub(super) fn read_jwt(
             pem_keys(s, algorithm, base, &private_key_file, &public_key_file, p)
         }
     };
+    let mut previous_keys: Vec<VerifyKey> = Vec::new();
+    for (i, k) in s.array_of_tables("previous_keys", p).iter().enumerate() {
+        let Some(key) = read_previous_key(k, base, env, p) else {
+            continue;
+        };
+        let current = keys.as_ref().is_some_and(|c| c.kid == key.kid);
+        if current || previous_keys.iter().any(|o| o.kid == key.kid) {
+            p.push(s.problem(
+                &format!("previous_keys[{i}]"),
+                format!("kid {:?}", key.kid),
+                if current {
+                    "this is the current key: list only keys that signed before it"
+                } else {
+                    "listed twice"
+                },
+            ));
+            continue;
+        }
+        previous_keys.push(key);
+    }
     JwtConfig {
         algorithm,
         issuer,
@@ -137,6 +351,7 @@ pub(super) fn read_jwt(
         verified_cache_entries,
         max_token_bytes,
         keys: keys.map(Arc::new),
+        previous_keys,
     }
 }
 
@@ -162,7 +377,7 @@ pub(super) fn hs256_keys(s: &Sec<'_>, secret: &str, p: &mut Vec<Problem>) -> Opt
     Some(JwtKeys {
         decoding: DecodingKey::from_secret(secret.as_bytes()),
         encoding: EncodingKey::from_secret(secret.as_bytes()),
-        kid: None,
+        kid: hs256_kid(secret.as_bytes()),
         jwk: None,
         state_key: sha2::Sha256::digest(
             [b"authgate-state:".as_slice(), secret.as_bytes()].concat(),
@@ -214,10 +429,6 @@ pub(super) fn pem_keys(
     let bad = |key: &str, file: &str, what: &str| {
         s.problem(key, format!("{file:?}"), format!("not a {what} PEM key"))
     };
-    let b64 = |bytes: &[u8]| {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    };
     let text = String::from_utf8_lossy(&private_pem).into_owned();
     let public_text = public_pem.map(|p| String::from_utf8_lossy(&p).into_owned());
     // The public half as JWK members: it builds the verifying key and is published as JWKS.
@@ -255,11 +466,10 @@ pub(super) fn pem_keys(
                     }
                 },
             };
-            let jwk = serde_json::json!({
-                "kty": "RSA", "alg": "RS256", "use": "sig",
-                "n": b64(&public.n().to_bytes_be()), "e": b64(&public.e().to_bytes_be()),
-            });
-            (EncodingKey::from_rsa_pem(&private_pem).ok()?, jwk)
+            (
+                EncodingKey::from_rsa_pem(&private_pem).ok()?,
+                rsa_jwk(&public),
+            )
         }
         JwtAlgorithm::EdDSA => {
             use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
@@ -281,31 +491,23 @@ pub(super) fn pem_keys(
                     }
                 },
             };
-            let jwk = serde_json::json!({
-                "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "x": b64(public.as_bytes()),
-            });
-            (EncodingKey::from_ed_pem(&private_pem).ok()?, jwk)
+            (
+                EncodingKey::from_ed_pem(&private_pem).ok()?,
+                ed_jwk(&public),
+            )
         }
         JwtAlgorithm::HS256 => return None,
     };
-    let decoding = match algorithm {
-        JwtAlgorithm::RS256 => {
-            DecodingKey::from_rsa_components(jwk["n"].as_str()?, jwk["e"].as_str()?).ok()?
-        }
-        _ => DecodingKey::from_ed_components(jwk["x"].as_str()?).ok()?,
-    };
-    // kid: a short digest of the public key, so a rotated key gets a new id.
-    use sha2::Digest;
-    let kid = b64(&sha2::Sha256::digest(jwk.to_string().as_bytes())[..12]);
-    let mut jwk = jwk;
-    jwk["kid"] = serde_json::Value::String(kid.clone());
+    let decoding = decoding_of(algorithm, &jwk)?;
+    let (kid, jwk) = with_kid(jwk);
     // The state/PKCE key must be the same on every instance sharing this private key.
+    use sha2::Digest;
     let state_key =
         sha2::Sha256::digest([b"authgate-state:".as_slice(), &private_pem].concat()).to_vec();
     Some(JwtKeys {
         decoding,
         encoding,
-        kid: Some(kid),
+        kid,
         jwk: Some(jwk),
         state_key,
     })

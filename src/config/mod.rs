@@ -718,4 +718,57 @@ mod tests {
         assert!(err.0.iter().any(|p| p.key == "identity.assertion"), "{err}");
         assert!(parse(&minimal("[auth]\nforward_auth_secret = \"short\"\n")).is_err());
     }
+
+    #[test]
+    fn a_previous_key_keeps_the_kid_it_had_when_it_was_current() {
+        use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePublicKey};
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let eddsa = minimal("").replace(
+            &format!("secret = \"{SECRET}\""),
+            "algorithm = \"EdDSA\"\nprivate_key_file = \"ed25519.pem\"",
+        );
+        let was_current = Config::parse(&eddsa, &fixtures, &no_env).unwrap();
+        let kid = was_current.jwt.keys.as_ref().unwrap().kid.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let private = std::fs::read_to_string(fixtures.join("ed25519.pem")).unwrap();
+        let public = ed25519_dalek::SigningKey::from_pkcs8_pem(&private)
+            .unwrap()
+            .verifying_key()
+            .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .unwrap();
+        std::fs::write(dir.path().join("old.pub.pem"), public).unwrap();
+        std::fs::copy(fixtures.join("ed25519.pem"), dir.path().join("old.pem")).unwrap();
+        for previous in [
+            "public_key_file = \"old.pub.pem\"",
+            "private_key_file = \"old.pem\"",
+        ] {
+            let text = minimal("").replace(
+                "[[upstreams]]",
+                &format!("[[jwt.previous_keys]]\nalgorithm = \"EdDSA\"\n{previous}\n[[upstreams]]"),
+            );
+            let rotated = Config::parse(&text, dir.path(), &no_env).unwrap();
+            assert_eq!(rotated.jwt.previous_keys[0].kid, kid, "{previous}");
+            assert_eq!(
+                rotated
+                    .jwt
+                    .verify_keys()
+                    .iter()
+                    .map(|k| k.algorithm)
+                    .collect::<Vec<_>>(),
+                vec![JwtAlgorithm::HS256, JwtAlgorithm::EdDSA],
+                "each key keeps its own algorithm"
+            );
+        }
+        // The current key listed as a previous one is a mistake.
+        let text = eddsa.replace(
+            "[[upstreams]]",
+            "[[jwt.previous_keys]]\nalgorithm = \"EdDSA\"\nprivate_key_file = \"ed25519.pem\"\n[[upstreams]]",
+        );
+        assert!(Config::parse(&text, &fixtures, &no_env).is_err());
+        let text = minimal("").replace(
+            "[[upstreams]]",
+            "[[jwt.previous_keys]]\nalgorithm = \"HS256\"\nsecret_env = \"UNSET_VAR\"\n[[upstreams]]",
+        );
+        assert!(Config::parse(&text, &fixtures, &no_env).is_err());
+    }
 }

@@ -6,7 +6,7 @@ use super::auth::{read_route_limit, Limit};
 use super::reader::Sec;
 use super::Problem;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     pub name: String,
     pub addrs: Vec<SocketAddr>,

@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Open client connections per address (IPv6 per /64); trusted proxies only count in all.
     pub max_connections_per_ip: u32,
+    /// Reload when the configuration file changes (besides `SIGHUP` and `POST /reload`).
+    pub watch_config: bool,
 }
 
 pub(super) fn read_server(s: &Sec<'_>, p: &mut Vec<Problem>) -> ServerConfig {
@@ -42,6 +44,7 @@ pub(super) fn read_server(s: &Sec<'_>, p: &mut Vec<Problem>) -> ServerConfig {
             "keepalive_timeout_ms",
             "max_connections",
             "max_connections_per_ip",
+            "watch_config",
         ],
         p,
     );
@@ -81,6 +84,7 @@ pub(super) fn read_server(s: &Sec<'_>, p: &mut Vec<Problem>) -> ServerConfig {
         keepalive_timeout_ms: s.int("keepalive_timeout_ms", 60_000, 1_000, 3_600_000, p),
         max_connections: s.int("max_connections", 8192, 1, 1_000_000, p) as usize,
         max_connections_per_ip: s.int("max_connections_per_ip", 256, 1, 1_000_000, p) as u32,
+        watch_config: s.bool("watch_config", false, p),
     }
 }
 

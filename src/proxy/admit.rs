@@ -45,6 +45,7 @@ impl Gateway {
         key: IpAddr,
     ) -> Result<Step, GatewayError> {
         let req = session.req_header();
+        let live = ctx.live();
         // Pingora drops a `#fragment` before it stores the target, so look at the raw request line.
         if let Some(h1) = session.as_http1() {
             let raw = h1.get_headers_raw_bytes();
@@ -55,10 +56,10 @@ impl Gateway {
         }
         let path = check_target(req.raw_path())?;
         let host = request_host(req)?;
-        if let Some(mode) = self.forward_auth_mode(path) {
+        if let Some(mode) = self.forward_auth_mode(&live, path) {
             return Ok(Step::ForwardAuth(mode));
         }
-        if self.api.owns(path) {
+        if live.api.owns(path) {
             return Ok(Step::Api);
         }
         let original = Original {
@@ -83,12 +84,13 @@ impl Gateway {
         ctx: &mut RequestCtx,
         key: IpAddr,
     ) -> Result<(), GatewayError> {
-        let (index, route) = match self.router.find(Some(req.host), req.path, req.method) {
+        let live = ctx.live();
+        let (index, route) = match live.router.find(Some(req.host), req.path, req.method) {
             Ok(found) => found,
             Err(Miss::NotFound) => return Err(GatewayError::NoRoute),
             Err(Miss::MethodNotAllowed(index)) => {
                 ctx.route = Some(index);
-                let allow = self.router.routes()[index].allow.clone();
+                let allow = live.router.routes()[index].allow.clone();
                 return Err(GatewayError::MethodNotAllowed(allow));
             }
         };
@@ -117,7 +119,7 @@ impl Gateway {
         if from_cookie
             && token.is_some()
             && (!req.method.is_safe() || is_upgrade(req.headers))
-            && !self.same_origin(req.headers, req.authority, ctx.secure)
+            && !self.same_origin(&live, req.headers, req.authority, ctx.secure)
         {
             return Err(GatewayError::CsrfRejected);
         }
@@ -132,7 +134,7 @@ impl Gateway {
             Some(decided) => decided,
             None => {
                 // Only the signature can decide, and it costs: not for a refused client.
-                self.limits.ip_blocked(index, key)?;
+                live.limits.ip_blocked(index, key)?;
                 self.verifier.verify_uncached(token)
             }
         };
@@ -152,9 +154,9 @@ impl Gateway {
                     .to_string();
                 // A rotation writes to the store: limited like `POST /refresh`, and never for
                 // a client already refused.
-                self.limits.ip_blocked(index, key)?;
-                self.limits.check_auth(key)?;
-                let (api, secure) = (self.api.clone(), ctx.secure);
+                live.limits.ip_blocked(index, key)?;
+                live.limits.check_auth(key)?;
+                let (api, secure) = (live.api.clone(), ctx.secure);
                 let refreshed = self
                     .app
                     .spawn(async move { api.refresh_cookies(&refresh, secure).await })
@@ -180,7 +182,13 @@ impl Gateway {
     /// The request comes from a page of ours: the browser says so (`Sec-Fetch-Site:
     /// same-origin`, or `none` for what the user typed), or its `Origin` is this request's own
     /// origin or an allowed one. A sibling subdomain is `same-site`, not ours.
-    pub(super) fn same_origin(&self, headers: &http::HeaderMap, host: &[u8], secure: bool) -> bool {
+    pub(super) fn same_origin(
+        &self,
+        live: &Live,
+        headers: &http::HeaderMap,
+        host: &[u8],
+        secure: bool,
+    ) -> bool {
         if let Some(site) = headers.get("sec-fetch-site") {
             if matches!(site.as_bytes(), b"same-origin" | b"none") {
                 return true;
@@ -193,7 +201,7 @@ impl Gateway {
         let own = origin.len() == scheme.len() + host.len()
             && origin[..scheme.len()].eq_ignore_ascii_case(scheme)
             && origin[scheme.len()..].eq_ignore_ascii_case(host);
-        own || self
+        own || live
             .allowed_origins
             .iter()
             .any(|o| o.as_bytes().eq_ignore_ascii_case(origin))
@@ -205,6 +213,7 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let live = ctx.live();
         let mut body = bytes::BytesMut::new();
         if session.req_header().method != http::Method::GET {
             session.set_read_timeout(Some(std::time::Duration::from_secs(10)));
@@ -233,7 +242,7 @@ impl Gateway {
             body: body.freeze(),
             secure: ctx.secure,
         };
-        let api = self.api.clone();
+        let api = live.api.clone();
         let reply = match self
             .app
             .spawn(async move { api.handle(request).await })
@@ -257,7 +266,8 @@ impl Gateway {
         headers: &http::HeaderMap,
         ctx: &RequestCtx,
     ) -> bool {
-        let Some(route) = ctx.route.map(|i| &self.router.routes()[i]) else {
+        let live = ctx.live();
+        let Some(route) = ctx.route.map(|i| &live.router.routes()[i]) else {
             return false;
         };
         route.on_unauthenticated == OnUnauthenticated::Redirect
@@ -270,7 +280,7 @@ impl Gateway {
     }
 
     /// The login page, with `target` (the request's path and query) as where to come back to.
-    pub(super) fn login_location(&self, target: &[u8]) -> String {
+    pub(super) fn login_location(&self, live: &Live, target: &[u8]) -> String {
         let target = String::from_utf8_lossy(target);
         let mut next = String::with_capacity(target.len() + 8);
         for b in target.bytes() {
@@ -280,6 +290,6 @@ impl Gateway {
                 next.push_str(&format!("%{b:02X}"));
             }
         }
-        format!("{}?next={next}", self.login_path)
+        format!("{}?next={next}", live.login_path)
     }
 }

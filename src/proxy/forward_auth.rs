@@ -127,8 +127,8 @@ fn split_url(url: &[u8]) -> Result<SplitUrl<'_>, GatewayError> {
 
 impl Gateway {
     /// Which forward-auth endpoint `path` is, if any (exact case, like the API's own routes).
-    pub(super) fn forward_auth_mode(&self, path: &str) -> Option<Mode> {
-        let p = &self.forward_auth_paths;
+    pub(super) fn forward_auth_mode(&self, live: &Live, path: &str) -> Option<Mode> {
+        let p = &live.forward_auth_paths;
         if path == p.auth_request {
             Some(Mode::AuthRequest)
         } else if path == p.forward_auth
@@ -145,6 +145,7 @@ impl Gateway {
     /// The request the edge describes; `path` is the question's own (checked) path.
     fn describe(
         &self,
+        live: &Live,
         mode: Mode,
         req: &RequestHeader,
         path: &str,
@@ -161,7 +162,7 @@ impl Gateway {
                 })
             }
             Mode::ForwardAuth => {
-                let suffix = &path[self.forward_auth_paths.forward_auth.len()..];
+                let suffix = &path[live.forward_auth_paths.forward_auth.len()..];
                 if suffix.is_empty() {
                     // Traefik and friends.
                     return Ok(Described {
@@ -213,7 +214,7 @@ impl Gateway {
             (GatewayError::Token(_), Some((m, target)))
                 if self.wants_redirect(m, &session.req_header().headers, ctx) =>
             {
-                Some(self.login_location(target))
+                Some(self.login_location(&ctx.live(), target))
             }
             _ => None,
         };
@@ -244,11 +245,12 @@ impl Gateway {
         mode: Mode,
         key: IpAddr,
     ) -> Result<(), GatewayError> {
+        let live = ctx.live();
         let decided = self.question(session, ctx, mode, key).await;
         let limited = match (&decided, ctx.route) {
             (Ok(()), Some(route)) => match &ctx.claims {
-                Some(c) => self.limits.check_user(route, &c.sub),
-                None => self.limits.check_ip(route, key),
+                Some(c) => live.limits.check_user(route, &c.sub),
+                None => live.limits.check_ip(route, key),
             },
             (
                 Err(
@@ -257,7 +259,7 @@ impl Gateway {
                     | GatewayError::CsrfRejected,
                 ),
                 Some(route),
-            ) => self.limits.check_ip(route, key),
+            ) => live.limits.check_ip(route, key),
             // Questions refused before any route: from anyone but the edge, malformed, unknown.
             (
                 Err(
@@ -267,7 +269,7 @@ impl Gateway {
                     | GatewayError::NoRoute,
                 ),
                 _,
-            ) => self.limits.check_unrouted(key),
+            ) => live.limits.check_unrouted(key),
             _ => Ok(()),
         };
         limited?;
@@ -285,15 +287,16 @@ impl Gateway {
         if !ctx.peer_trusted {
             return Err(GatewayError::UntrustedPeer);
         }
+        let live = ctx.live();
         let req = session.req_header();
-        if let Some(secret) = &self.forward_auth_paths.secret {
+        if let Some(secret) = &live.forward_auth_paths.secret {
             let presented = one(&req.headers, SECRET_HEADER)?.unwrap_or_default();
             if !bool::from(subtle::ConstantTimeEq::ct_eq(presented, secret.as_bytes())) {
                 return Err(GatewayError::UntrustedPeer);
             }
         }
         let path = check_target(req.raw_path())?;
-        let d = self.describe(mode, req, path)?;
+        let d = self.describe(&live, mode, req, path)?;
         // The client's own request reached the edge: its fragment never would.
         if d.target.contains(&b'#') {
             return Err(TargetError::Fragment.into());
@@ -322,7 +325,8 @@ impl Gateway {
     /// `X-Authgate-Refresh-Cookie`).
     async fn allow(&self, session: &mut Session, ctx: &mut RequestCtx, mode: Mode) -> Result<()> {
         let assertion = self.assertion(ctx);
-        let h = &self.headers;
+        let live = ctx.live();
+        let h = &live.headers;
         let mut extra: Vec<(&str, &str)> = Vec::new();
         let names = |b: &bytes::Bytes| std::str::from_utf8(b).unwrap_or_default().to_string();
         let (user_id, email, nickname, provider, assertion_name) = (

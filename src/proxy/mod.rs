@@ -24,6 +24,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ipnet::IpNet;
@@ -33,51 +34,36 @@ use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::Peer;
 use pingora::ErrorType;
 
-use crate::api::{self, ApiReply, ApiRequest, AuthApi};
+use crate::api::{self, ApiReply, ApiRequest};
 use crate::config::{AuthMode, OnUnauthenticated};
 use crate::cookies;
 use crate::error::{GatewayError, PublicError};
-use crate::identity::{self, HeaderRules};
-use crate::limits::Limits;
+use crate::identity;
 use crate::metrics::Metrics;
-use crate::routes::{canonical_host, check_host, check_target, Miss, Router, TargetError};
-use crate::tokens::assertion::Assertions;
+use crate::routes::{canonical_host, check_host, check_target, Miss, TargetError};
 use crate::tokens::jwt::{AccessClaims, TokenError, Verifier};
-use crate::upstreams::Upstream;
 
 mod admit;
 mod forward_auth;
+mod live;
 mod reply;
+
+pub use live::{Live, Shared};
 
 pub use forward_auth::Paths as ForwardAuthPaths;
 pub use reply::loggable;
 use reply::{answer_error, classify, request_host, strip_session_cookies, write_json};
 
-/// Everything the pipeline needs, built once at start-up and shared by all workers.
+/// Everything the pipeline needs, shared by all workers: the swappable configuration
+/// ([`Live`], `live.rs`) and what does not change while the server runs.
 pub struct Gateway {
-    pub router: Router,
-    pub upstreams: Vec<Arc<Upstream>>,
+    pub live: Arc<ArcSwap<Live>>,
     pub verifier: Arc<Verifier>,
-    /// The gateway's own endpoints (login, refresh, profile, logout, JWKS).
-    pub api: Arc<AuthApi>,
     /// The application runtime, where the store and the Kakao client live.
     pub app: tokio::runtime::Handle,
-    pub headers: HeaderRules,
+    /// `server.trusted_proxies` (a restart changes it: the connection caps read it too).
     pub trusted_proxies: Vec<IpNet>,
-    /// Where `on_unauthenticated = "redirect"` sends browsers.
-    pub login_path: String,
-    /// `auth.allowed_redirect_origins`: origins besides our own that may send cookie-
-    /// authenticated writes.
-    pub allowed_origins: Vec<String>,
-    pub limits: Arc<Limits>,
     pub metrics: Arc<Metrics>,
-    pub durations: crate::metrics::Durations,
-    /// Signs identity assertions (`identity.assertion`); `None` with HS256.
-    pub assertions: Option<Arc<Assertions>>,
-    /// `identity.assertion`: for routes that do not say.
-    pub assertion_default: bool,
-    /// `{auth.prefix}/authz/auth-request` and `{auth.prefix}/authz/forward-auth`.
-    pub forward_auth_paths: forward_auth::Paths,
 }
 
 impl Gateway {
@@ -100,13 +86,14 @@ impl Gateway {
     /// The signed identity assertion for this request's route and verified user, when the
     /// route asks for one.
     fn assertion(&self, ctx: &RequestCtx) -> Option<http::HeaderValue> {
-        let (claims, assertions) = (ctx.claims.as_ref()?, self.assertions.as_ref()?);
-        let route = &self.router.routes()[ctx.route?];
-        if !route.assertion.unwrap_or(self.assertion_default) {
+        let live = ctx.live();
+        let (claims, assertions) = (ctx.claims.as_ref()?, live.assertions.as_ref()?);
+        let route = &live.router.routes()[ctx.route?];
+        if !route.assertion.unwrap_or(live.assertion_default) {
             return None;
         }
         let upstream = route.upstream_index;
-        Some(assertions.get(claims, upstream, &self.upstreams[upstream].name))
+        Some(assertions.get(claims, upstream, &live.upstreams[upstream].name))
     }
 }
 
@@ -130,6 +117,8 @@ enum Step {
 /// Per-request state carried between the hooks.
 #[derive(Default)]
 pub struct RequestCtx {
+    /// The configuration this request is served under, from start to end.
+    live: Option<Arc<Live>>,
     /// Index into `Gateway::router.routes()`.
     route: Option<usize>,
     /// Set only after the token verified.
@@ -162,6 +151,10 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    fn live(&self) -> Arc<Live> {
+        self.live.clone().expect("new_ctx sets it")
+    }
+
     fn request_id(&self) -> &str {
         self.request_id
             .as_ref()
@@ -181,6 +174,7 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestCtx {
         self.metrics.in_flight.inc();
         RequestCtx {
+            live: Some(self.live.load_full()),
             started: Some(Instant::now()),
             ..RequestCtx::default()
         }
@@ -229,6 +223,7 @@ impl ProxyHttp for Gateway {
                 .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
                 .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"https"));
         let key = identity::rate_key(client_ip);
+        let live = ctx.live();
         let admitted = self.admit(session, ctx, key).await;
         // Limits: the auth endpoints per IP; a verified user per `sub`; everyone else per IP:
         // anonymous requests, refused tokens (whatever `sub` they claim) and requests refused
@@ -237,18 +232,18 @@ impl ProxyHttp for Gateway {
             // JWKS is public key material that upstreams fetch, Kakao's webhooks come in bursts
             // from Kakao; only the login endpoints are worth guessing at.
             (Ok(Step::Api), _)
-                if self
+                if live
                     .api
                     .exempt_from_auth_limit(session.req_header().uri.path()) =>
             {
                 Ok(())
             }
-            (Ok(Step::Api), _) => self.limits.check_auth(key),
+            (Ok(Step::Api), _) => live.limits.check_auth(key),
             // Answered below with the limits of the route it asks about.
             (Ok(Step::ForwardAuth(_)), _) => Ok(()),
             (Ok(Step::Proxy), Some(route)) => match &ctx.claims {
-                Some(c) => self.limits.check_user(route, &c.sub),
-                None => self.limits.check_ip(route, key),
+                Some(c) => live.limits.check_user(route, &c.sub),
+                None => live.limits.check_ip(route, key),
             },
             (
                 Err(
@@ -257,9 +252,9 @@ impl ProxyHttp for Gateway {
                     | GatewayError::CsrfRejected,
                 ),
                 Some(route),
-            ) => self.limits.check_ip(route, key),
+            ) => live.limits.check_ip(route, key),
             (Err(GatewayError::BadTarget(_) | GatewayError::NoRoute), _) => {
-                self.limits.check_unrouted(key)
+                live.limits.check_unrouted(key)
             }
             _ => Ok(()),
         };
@@ -283,7 +278,7 @@ impl ProxyHttp for Gateway {
         if matches!(err, GatewayError::Token(_))
             && self.wants_redirect(&req.method, &req.headers, ctx)
         {
-            let location = self.login_location(req.raw_path());
+            let location = self.login_location(&live, req.raw_path());
             write_json(
                 session,
                 ctx,
@@ -303,8 +298,9 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let route = &self.router.routes()[ctx.route.expect("request_filter routed")];
-        let upstream = &self.upstreams[route.upstream_index];
+        let live = ctx.live();
+        let route = &live.router.routes()[ctx.route.expect("request_filter routed")];
+        let upstream = &live.upstreams[route.upstream_index];
         ctx.upstream_started.get_or_insert_with(Instant::now);
         match upstream.select(&ctx.tried) {
             Some(peer) => Ok(Box::new(peer)),
@@ -337,8 +333,9 @@ impl ProxyHttp for Gateway {
         if let Some(addr) = peer.address().as_inet() {
             ctx.tried.push(*addr);
         }
-        let route = &self.router.routes()[ctx.route.expect("routed")];
-        let more = ctx.tried.len() < self.upstreams[route.upstream_index].backend_count();
+        let live = ctx.live();
+        let route = &live.router.routes()[ctx.route.expect("routed")];
+        let more = ctx.tried.len() < live.upstreams[route.upstream_index].backend_count();
         // A request that was never sent is safe to resend, but only idempotent methods are
         // retried so a half-understood failure never doubles a write.
         e.set_retry(more && session.req_header().method.is_idempotent());
@@ -351,6 +348,7 @@ impl ProxyHttp for Gateway {
         up: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let live = ctx.live();
         let trusted = ctx.peer_trusted;
         // `X-Forwarded-Proto` is `https` only when a trusted proxy said so (`ctx.secure`).
         let proto = if ctx.secure { "https" } else { "http" };
@@ -366,7 +364,7 @@ impl ProxyHttp for Gateway {
             .filter(|n| {
                 let n = n.as_str();
                 identity::is_set_by_us(n)
-                    || self.headers.is_forgeable(n)
+                    || live.headers.is_forgeable(n)
                     || ((!trusted || n.contains('_')) && identity::is_forwarding_header(n))
             })
             .cloned()
@@ -377,7 +375,7 @@ impl ProxyHttp for Gateway {
         // Names go in as shared bytes and values as the claims' prebuilt header values: Pingora
         // then copies neither (a `HeaderName` would be title-cased into a fresh buffer).
         if let Some(c) = &ctx.claims {
-            let (h, v) = (&self.headers, &c.header_values);
+            let (h, v) = (&live.headers, &c.header_values);
             up.append_header(h.user_id.clone(), v.sub.clone())?;
             for (name, value) in [
                 (&h.email, &v.email),
@@ -390,7 +388,7 @@ impl ProxyHttp for Gateway {
             }
         }
         if let Some(value) = self.assertion(ctx) {
-            up.append_header(self.headers.assertion.clone(), value)?;
+            up.append_header(live.headers.assertion.clone(), value)?;
         }
         if let Some(id) = &ctx.request_id {
             up.append_header("X-Request-Id", id.clone())?;
@@ -435,9 +433,10 @@ impl ProxyHttp for Gateway {
             }
             resp.insert_header("cache-control", "private, no-store")?;
         }
+        let live = ctx.live();
         if let (Some(started), Some(route)) = (ctx.upstream_started, ctx.route) {
-            let upstream = self.router.routes()[route].upstream_index;
-            self.durations.upstreams[upstream].observe(started.elapsed().as_secs_f64());
+            let upstream = live.router.routes()[route].upstream_index;
+            live.durations.upstreams[upstream].observe(started.elapsed().as_secs_f64());
         }
         Ok(())
     }
@@ -445,15 +444,16 @@ impl ProxyHttp for Gateway {
     /// Metrics and the access record; Pingora calls this once per request, however it ended.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         self.metrics.in_flight.dec();
+        let live = ctx.live();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = match (ctx.is_api, ctx.route) {
             (true, _) => "auth",
-            (false, Some(i)) => self.router.routes()[i].name.as_str(),
+            (false, Some(i)) => live.router.routes()[i].name.as_str(),
             (false, None) => "unmatched",
         };
         let req = session.req_header();
         let elapsed = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
-        let counters = &self.durations.requests;
+        let counters = &live.durations.requests;
         let slot = match (ctx.is_api, ctx.route) {
             (true, _) => counters.auth_slot(),
             (false, Some(i)) => i,
@@ -461,16 +461,16 @@ impl ProxyHttp for Gateway {
         };
         counters.inc(slot, &req.method, status);
         let duration = match (ctx.is_api, ctx.route) {
-            (true, _) => &self.durations.auth,
-            (false, Some(i)) => &self.durations.routes[i],
-            (false, None) => &self.durations.unmatched,
+            (true, _) => &live.durations.auth,
+            (false, Some(i)) => &live.durations.routes[i],
+            (false, None) => &live.durations.unmatched,
         };
         duration.observe(elapsed.as_secs_f64());
         let raw = req.raw_path();
         let path = &raw[..raw.iter().position(|&b| b == b'?').unwrap_or(raw.len())];
         let upstream = match (ctx.is_api, ctx.route) {
-            (false, Some(i)) if ctx.upstream_started.is_some() => self.upstreams
-                [self.router.routes()[i].upstream_index]
+            (false, Some(i)) if ctx.upstream_started.is_some() => live.upstreams
+                [live.router.routes()[i].upstream_index]
                 .name
                 .as_str(),
             _ => "",

@@ -50,7 +50,7 @@ impl Assertions {
         }
         let keys = cfg.keys.as_ref()?;
         let mut header = Header::new(cfg.algorithm.to_jsonwebtoken());
-        header.kid = keys.kid.clone();
+        header.kid = Some(keys.kid.clone());
         header.typ = Some(TYP.into());
         Some(Assertions {
             key: keys.encoding.clone(),
@@ -126,6 +126,7 @@ mod tests {
             nickname: None,
             provider: Some("kakao".into()),
             user_id: Some(42),
+            verified_with: Default::default(),
             header_values: Default::default(),
         }
     }
@@ -147,7 +148,7 @@ mod tests {
             &v,
         )
         .unwrap();
-        assert_eq!(data.header.kid, keys.kid);
+        assert_eq!(data.header.kid.as_ref(), Some(&keys.kid));
         assert_eq!(data.header.typ.as_deref(), Some(TYP));
         let c = data.claims;
         assert_eq!(

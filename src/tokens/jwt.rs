@@ -1,15 +1,20 @@
-//! Verifying access tokens: one configured algorithm and key, every required claim, and the
-//! revocation set. Issuing arrives with the login routes.
+//! Issuing and verifying access tokens. Verification: the key the token's `kid` names (the
+//! current key or a previous one of `[[jwt.previous_keys]]`; without a `kid`, the current key,
+//! for tokens issued before keys had ids), with that key's own algorithm, every required claim,
+//! the revocation set and the per-user cut-offs. The key set is swapped whole on a reload.
 
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
+use arc_swap::ArcSwap;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::cutoff::Cutoffs;
 use super::revocation::Revocations;
-use crate::config::JwtConfig;
+use crate::config::{JwtConfig, VerifyKey};
 
 /// Who an access token is issued for.
 #[derive(Debug, Clone)]
@@ -35,7 +40,7 @@ impl Issuer {
     pub fn new(cfg: &JwtConfig) -> Issuer {
         let keys = cfg.keys.as_ref().expect("validated config has keys");
         let mut header = jsonwebtoken::Header::new(cfg.algorithm.to_jsonwebtoken());
-        header.kid = keys.kid.clone();
+        header.kid = Some(keys.kid.clone());
         Issuer {
             key: keys.encoding.clone(),
             header,
@@ -90,6 +95,10 @@ pub struct AccessClaims {
     /// `sub` as our user id (every token we issue has one), for the per-user cut-offs.
     #[serde(skip)]
     pub user_id: Option<i64>,
+    /// The `kid` of the key it verified with, and that key set's generation: a cached token
+    /// whose key left the set on a reload is verified again (and refused).
+    #[serde(skip)]
+    pub verified_with: (Arc<str>, u64),
     /// The identity claims as header values, built once when the token verifies and kept with
     /// the claims in the verified-token cache, so forwarding copies no claim per request.
     #[serde(skip)]
@@ -138,12 +147,79 @@ pub enum TokenError {
     Invalid(String),
 }
 
-pub struct Verifier {
-    key: DecodingKey,
+/// One verifying key with its rules.
+struct Key {
+    kid: Arc<str>,
+    decoding: DecodingKey,
     validation: Validation,
     /// The same rules without `exp`: logout accepts a token that expired while the browser sat
     /// idle, as long as it is ours (correctly signed) and not revoked.
     validation_any_exp: Validation,
+}
+
+/// Every key tokens may verify with, by `kid`.
+struct KeySet {
+    generation: u64,
+    current: Arc<str>,
+    by_kid: HashMap<Arc<str>, Key, ahash::RandomState>,
+}
+
+impl KeySet {
+    fn new(cfg: &JwtConfig, generation: u64) -> KeySet {
+        let keys: Vec<VerifyKey> = cfg.verify_keys();
+        let current: Arc<str> = keys
+            .first()
+            .expect("validated config has keys")
+            .kid
+            .as_str()
+            .into();
+        let by_kid = keys
+            .into_iter()
+            .map(|k| {
+                let mut validation = Validation::new(k.algorithm.to_jsonwebtoken());
+                validation.leeway = cfg.leeway_seconds;
+                validation.validate_exp = true;
+                validation.validate_nbf = true;
+                validation.set_issuer(&[&cfg.issuer]);
+                validation.set_audience(&[&cfg.audience]);
+                validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                let mut validation_any_exp = validation.clone();
+                validation_any_exp.validate_exp = false;
+                let kid: Arc<str> = k.kid.as_str().into();
+                (
+                    kid.clone(),
+                    Key {
+                        kid,
+                        decoding: k.decoding,
+                        validation,
+                        validation_any_exp,
+                    },
+                )
+            })
+            .collect();
+        KeySet {
+            generation,
+            current,
+            by_kid,
+        }
+    }
+
+    /// The key a token's header names; without a `kid`, the current key.
+    fn for_token(&self, token: &str) -> Result<&Key, TokenError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| TokenError::Invalid(format!("{:?}", e.kind())))?;
+        match header.kid.as_deref() {
+            None => Ok(&self.by_kid[&self.current]),
+            Some(kid) => self
+                .by_kid
+                .get(kid)
+                .ok_or_else(|| TokenError::Invalid("signed by a key not in the key set".into())),
+        }
+    }
+}
+
+pub struct Verifier {
+    keys: ArcSwap<KeySet>,
     revocations: Arc<Revocations>,
     cutoffs: Arc<Cutoffs>,
     /// Tokens whose signature and claims already verified, keyed by the whole token: a hit
@@ -156,16 +232,6 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(cfg: &JwtConfig, revocations: Arc<Revocations>, cutoffs: Arc<Cutoffs>) -> Verifier {
-        let keys = cfg.keys.as_ref().expect("validated config has keys");
-        let mut validation = Validation::new(cfg.algorithm.to_jsonwebtoken());
-        validation.leeway = cfg.leeway_seconds;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&cfg.issuer]);
-        validation.set_audience(&[&cfg.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let mut validation_any_exp = validation.clone();
-        validation_any_exp.validate_exp = false;
         let verified = (cfg.verified_cache_entries > 0).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(cfg.verified_cache_entries)
@@ -178,9 +244,7 @@ impl Verifier {
                 .build_with_hasher(ahash::RandomState::new())
         });
         Verifier {
-            key: keys.decoding.clone(),
-            validation,
-            validation_any_exp,
+            keys: ArcSwap::from_pointee(KeySet::new(cfg, 0)),
             revocations,
             cutoffs,
             verified,
@@ -234,6 +298,13 @@ impl Verifier {
             ))));
         }
         let claims = self.verified.as_ref()?.get(token)?;
+        // Verified under an earlier key set: only while its key is still in this one.
+        let keys = self.keys.load();
+        if claims.verified_with.1 != keys.generation
+            && !keys.by_kid.contains_key(&claims.verified_with.0)
+        {
+            return None;
+        }
         let now = jsonwebtoken::get_current_timestamp() as i64;
         Some(if claims.exp + self.leeway < now {
             Err(TokenError::Expired)
@@ -257,14 +328,17 @@ impl Verifier {
     pub fn verify_even_expired(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {
         match self.verify(token) {
             Err(TokenError::Expired) => {
+                let keys = self.keys.load();
+                let key = keys.for_token(token)?;
                 let claims = self.check_claims(
                     jsonwebtoken::decode::<AccessClaims>(
                         token,
-                        &self.key,
-                        &self.validation_any_exp,
+                        &key.decoding,
+                        &key.validation_any_exp,
                     )
                     .map_err(|e| TokenError::Invalid(format!("{:?}", e.kind())))?
                     .claims,
+                    (key.kid.clone(), keys.generation),
                 )?;
                 self.not_revoked(Arc::new(claims))
             }
@@ -286,17 +360,39 @@ impl Verifier {
 
     /// Signature, algorithm and every claim rule; no cache, no revocation.
     fn verify_signed(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.key, &self.validation)
+        let keys = self.keys.load();
+        let key = keys.for_token(token)?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &key.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 other => TokenError::Invalid(format!("{other:?}")),
             })?;
-        self.check_claims(data.claims)
+        self.check_claims(data.claims, (key.kid.clone(), keys.generation))
+    }
+
+    /// Takes the keys of a reloaded configuration. Cached tokens whose key is still in the set
+    /// stay cached; the others are verified again, and refused.
+    pub fn set_keys(&self, cfg: &JwtConfig) {
+        let generation = self.keys.load().generation + 1;
+        self.keys.store(Arc::new(KeySet::new(cfg, generation)));
+    }
+
+    /// The `kid`s tokens verify with now, the current key's first.
+    pub fn kids(&self) -> Vec<String> {
+        let keys = self.keys.load();
+        let mut kids: Vec<String> = keys.by_kid.keys().map(|k| k.to_string()).collect();
+        kids.sort_by_key(|k| (**k != *keys.current, k.clone()));
+        kids
     }
 
     /// The rules beyond the JWT library's: an access token with a `sub` and `jti`, and identity
     /// header values built once.
-    fn check_claims(&self, mut claims: AccessClaims) -> Result<AccessClaims, TokenError> {
+    fn check_claims(
+        &self,
+        mut claims: AccessClaims,
+        verified_with: (Arc<str>, u64),
+    ) -> Result<AccessClaims, TokenError> {
+        claims.verified_with = verified_with;
         if claims.token_type != "access" {
             return Err(TokenError::Invalid(format!(
                 "type is {:?}, not \"access\"",
@@ -486,6 +582,70 @@ mod tests {
             ),
             ("42", exp, None, Some("n"))
         );
+    }
+
+    const OLD: &str = "an-older-secret-0123456789abcdef-rotated";
+
+    fn rotation_config(previous: bool) -> Config {
+        let prev = if previous {
+            format!("[[jwt.previous_keys]]\nalgorithm = \"HS256\"\nsecret = \"{OLD}\"\n")
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "[jwt]\nsecret = \"{SECRET}\"\n{prev}[[upstreams]]\nname=\"a\"\naddrs=[\"127.0.0.1:1\"]\n\
+             [[routes]]\nname=\"r\"\npath_prefix=\"/\"\nupstream=\"a\"\n"
+        );
+        Config::parse(&text, std::path::Path::new("."), &|_| None).unwrap()
+    }
+
+    fn sign_with(secret: &str, kid: Option<&str>, c: &serde_json::Value) -> String {
+        let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = kid.map(str::to_string);
+        encode(&h, c, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn tokens_verify_with_the_key_their_kid_names_until_it_leaves_the_set() {
+        let cfg = rotation_config(true);
+        let old_kid = cfg.jwt.previous_keys[0].kid.clone();
+        let current_kid = cfg.jwt.keys.as_ref().unwrap().kid.clone();
+        assert_ne!(old_kid, current_kid);
+        let v = Verifier::new(&cfg.jwt, Arc::new(Revocations::new()), Arc::default());
+        assert_eq!(v.kids(), vec![current_kid.clone(), old_kid.clone()]);
+        let old = sign_with(OLD, Some(&old_kid), &claims());
+        assert!(v.verify(&old).is_ok(), "signed before the rotation");
+        // Without a kid: the current key only.
+        assert!(v.verify(&sign_with(SECRET, None, &claims())).is_ok());
+        assert!(v.verify(&sign_with(OLD, None, &claims())).is_err());
+        // A kid names the key; the signature must be that key's.
+        assert!(v
+            .verify(&sign_with(OLD, Some(&current_kid), &claims()))
+            .is_err());
+        assert!(v
+            .verify(&sign_with(SECRET, Some(&old_kid), &claims()))
+            .is_err());
+        assert!(matches!(
+            v.verify(&sign_with(OLD, Some("unknown"), &claims())),
+            Err(TokenError::Invalid(_))
+        ));
+        // Issued tokens carry the current kid.
+        let who = Subject {
+            user_id: 7,
+            username: "kakao_7".into(),
+            email: None,
+            nickname: None,
+            provider: "kakao".into(),
+        };
+        let (issued, _) = Issuer::new(&cfg.jwt).issue_access(&who, now()).unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&issued).unwrap().kid,
+            Some(current_kid.clone())
+        );
+        // The previous key dropped by a reload: its token is refused, though it was cached.
+        v.set_keys(&rotation_config(false).jwt);
+        assert!(matches!(v.verify(&old), Err(TokenError::Invalid(_))));
+        assert!(v.verify(&issued).is_ok(), "the current key's stay");
     }
 
     #[test]

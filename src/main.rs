@@ -91,11 +91,11 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run { config } => match Config::load(&config, &config::process_env) {
-            Ok(c) => {
+        Command::Run { config } => match load_with_text(&config) {
+            Ok((c, text)) => {
                 init_logging(&c.log);
                 let source = authgate::server::Source {
-                    text: std::fs::read_to_string(&config).unwrap_or_default(),
+                    text,
                     path: Some(config),
                 };
                 exit(run(c, source))
@@ -114,7 +114,7 @@ fn main() -> ExitCode {
             admin_listen,
         } => exit(dev(&listen, &admin_listen)),
         Command::Reload { config } => match Config::load(&config, &config::process_env) {
-            Ok(c) => reload(&c),
+            Ok(c) => reload(&c, &config),
             Err(problems) => {
                 println!("{}: {problems}\nnot reloaded.", config.display());
                 ExitCode::from(2)
@@ -134,6 +134,19 @@ fn init_logging(log: &config::LogConfig) {
     authgate::logging::init(log);
 }
 
+/// The file's text and the configuration parsed from exactly that text (its digest names it).
+fn load_with_text(path: &std::path::Path) -> Result<(Config, String), config::Problems> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        config::Problems(vec![config::Problem {
+            key: "(file)".into(),
+            value: path.display().to_string(),
+            fix: format!("cannot read it: {e}"),
+        }])
+    })?;
+    let base = path.parent().unwrap_or(std::path::Path::new("."));
+    Config::parse(&text, base, &config::process_env).map(|c| (c, text))
+}
+
 fn exit(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -151,11 +164,14 @@ fn run(config: Config, source: authgate::server::Source) -> anyhow::Result<()> {
 
 /// `authgate reload`: the file is valid; ask the running gateway (`POST /reload` on its admin
 /// listener) to serve it, and print what it says.
-fn reload(config: &Config) -> ExitCode {
+fn reload(config: &Config, config_path: &std::path::Path) -> ExitCode {
     use std::io::{Read, Write};
     let mut admin = config.server.admin_listen;
     if admin.ip().is_unspecified() {
-        admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        admin.set_ip(match admin {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
     }
     let answer = (|| -> std::io::Result<String> {
         let mut s =
@@ -171,13 +187,21 @@ fn reload(config: &Config) -> ExitCode {
     })();
     match answer {
         Ok(text) => {
-            let ok = text.starts_with("HTTP/1.1 200");
             let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
             println!("{body}");
-            if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+            let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            // The gateway reads its own file with its own environment: say so when that is not
+            // the text checked here.
+            let local = std::fs::read_to_string(config_path).map(|t| authgate::reload::hash(&t));
+            if let (Ok(local), Some(served)) = (&local, answer["hash"].as_str()) {
+                if answer["result"] == "ok" && local != served {
+                    eprintln!("authgate: the gateway serves {served}, not this file's {local}: it reads its own configuration path");
+                }
+            }
+            match (text.starts_with("HTTP/1.1 200"), answer["result"].as_str()) {
+                (true, _) => ExitCode::SUCCESS,
+                (false, Some("invalid")) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
             }
         }
         Err(e) => {

@@ -91,6 +91,11 @@ impl Reloader {
         if self.started.log.format != next.log.format {
             changed.push("log.format".into());
         }
+        if self.started.jwt.verified_cache_entries != next.jwt.verified_cache_entries
+            || self.started.jwt.max_token_bytes != next.jwt.max_token_bytes
+        {
+            changed.push("jwt.verified_cache_entries / jwt.max_token_bytes".into());
+        }
         changed
     }
 
@@ -155,6 +160,14 @@ impl Reloader {
             Ok(l) => l,
             Err(e) => return refused("failed", vec![format!("{e:#}")]),
         };
+        // Cut-offs must outlive every token issued under the new lifetimes.
+        self.shared.horizon.fetch_max(
+            crate::sync::cutoff_horizon(
+                jwt.access_ttl_minutes as i64 * 60,
+                jwt.leeway_seconds as i64,
+            ),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         // Keys first: tokens the new generation issues verify from the moment it serves.
         self.shared.verifier.set_keys(&jwt);
         self.live.store(Arc::new(live));
@@ -181,21 +194,25 @@ impl Reloader {
         Ok(())
     }
 
-    /// With `server.watch_config`: reloads when the file's content changes (checked every
-    /// second; an editor's half-written file is simply invalid and retried on the next change).
+    /// With `server.watch_config`: reloads when the file's content differs from what is served
+    /// (checked every second; a file already reloaded another way is not reloaded again, and
+    /// an editor's half-written one is invalid once and retried on its next change).
     pub fn watch(self: &Arc<Self>, runtime: &tokio::runtime::Runtime) {
         let Some(path) = self.path.clone() else {
             return;
         };
         let me = self.clone();
         runtime.spawn(async move {
-            let mut seen = std::fs::read(&path).ok();
+            let mut tried = me.live.load().hash.clone();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                let now = std::fs::read(&path).ok();
-                if now.is_some() && now != seen {
-                    seen = now;
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                let now = hash(&text);
+                if now != tried && now != me.live.load().hash {
+                    tried = now;
                     me.reload("file changed").await;
                 }
             }

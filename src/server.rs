@@ -141,11 +141,12 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
         cutoffs: cutoffs.clone(),
         lifecycle: lifecycle.clone(),
         metrics: metrics.clone(),
-        horizon: sync::cutoff_horizon(
+        horizon: Arc::new(std::sync::atomic::AtomicI64::new(sync::cutoff_horizon(
             config.jwt.access_ttl_minutes as i64 * 60,
             config.jwt.leeway_seconds as i64,
-        ),
+        ))),
     };
+    let horizon = synced.horizon.clone();
     // Refusing to start beats starting without the revocations: a revoked token would pass.
     let sync_point = app
         .block_on(synced.load())
@@ -159,6 +160,7 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
         lifecycle: lifecycle.clone(),
         metrics: metrics.clone(),
         app: app.handle().clone(),
+        horizon,
     };
     let hash = reload::hash(&source.text);
     let first = {

@@ -3,6 +3,7 @@
 //! sync points (`store/revocations.rs` explains why that misses nothing, however late a row
 //! commits); spooled cut-offs handed to the store (`lifecycle.rs`); hourly pruning.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,8 +31,9 @@ pub struct Synced {
     pub cutoffs: Arc<Cutoffs>,
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Arc<Metrics>,
-    /// [`cutoff_horizon`] for this configuration.
-    pub horizon: i64,
+    /// [`cutoff_horizon`] of the configuration served; a reload may only raise it (a longer
+    /// `access_ttl_minutes` makes tokens outlive a cut-off longer), never lower it.
+    pub horizon: Arc<AtomicI64>,
 }
 
 impl Synced {
@@ -52,7 +54,7 @@ impl Synced {
         loop {
             let rows = self
                 .store
-                .cutoffs_since(cursor, unix_now() - self.horizon)
+                .cutoffs_since(cursor, unix_now() - self.horizon.load(Ordering::Relaxed))
                 .await?;
             let Some(last) = rows.last() else { break };
             cursor = last.0;
@@ -96,7 +98,11 @@ impl Synced {
         loop {
             let rows = self
                 .store
-                .cutoffs_from(point, after_id, unix_now() - self.horizon)
+                .cutoffs_from(
+                    point,
+                    after_id,
+                    unix_now() - self.horizon.load(Ordering::Relaxed),
+                )
                 .await?;
             let Some(last) = rows.last() else {
                 return Ok(());
@@ -125,7 +131,8 @@ impl Synced {
             if last_purge.elapsed() > Duration::from_secs(60) {
                 last_purge = Instant::now();
                 self.revocations.purge();
-                self.cutoffs.purge(unix_now() - self.horizon);
+                self.cutoffs
+                    .purge(unix_now() - self.horizon.load(Ordering::Relaxed));
                 self.gauges();
             }
             // The spool on its own, bounded: a cut-off the store refuses or a store that hangs
@@ -170,7 +177,11 @@ impl Synced {
                 let now = unix_now();
                 if let Err(e) = self
                     .store
-                    .prune(now, now - self.horizon, now - 2 * EVENT_MAX_AGE)
+                    .prune(
+                        now,
+                        now - self.horizon.load(Ordering::Relaxed),
+                        now - 2 * EVENT_MAX_AGE,
+                    )
                     .await
                 {
                     tracing::warn!(error = %e, "pruning expired tokens failed");

@@ -771,4 +771,16 @@ mod tests {
         );
         assert!(Config::parse(&text, &fixtures, &no_env).is_err());
     }
+
+    #[test]
+    fn a_misspelt_secret_is_never_printed() {
+        let err = parse(&minimal("[kakao]\nclient_secrte = \"s3cr3t-value\"\n"))
+            .err()
+            .expect("unknown key");
+        let text = err.to_string();
+        assert!(
+            text.contains("client_secrte") && !text.contains("s3cr3t-value"),
+            "{text}"
+        );
+    }
 }

@@ -74,15 +74,31 @@ impl<'t> Sec<'t> {
     pub(super) fn only_keys(&self, known: &[&str], p: &mut Vec<Problem>) {
         for k in self.t.keys() {
             if !known.contains(&k.as_str()) {
-                let hint = known
+                let closest = known
                     .iter()
                     .min_by_key(|c| edit_distance(c, k))
-                    .filter(|c| edit_distance(c, k) <= 3)
+                    .filter(|c| edit_distance(c, k) <= 3);
+                let hint = closest
                     .map(|c| format!("; did you mean `{c}`?"))
                     .unwrap_or_default();
+                // A misspelt secret (`secrte = "…"`) must not reach the log or a reload's
+                // answer: the value of a key that looks like one, or is closest to one, is
+                // not shown.
+                let secretish = |name: &str| {
+                    let name = name.to_ascii_lowercase();
+                    ["secret", "key", "pass", "token"]
+                        .iter()
+                        .any(|w| name.contains(w))
+                };
+                let shown = match &self.t[k] {
+                    Value::String(_) if secretish(k) || closest.is_some_and(|c| secretish(c)) => {
+                        "(hidden: it may be a secret)".to_string()
+                    }
+                    other => render(other),
+                };
                 p.push(self.problem(
                     k,
-                    render(&self.t[k]),
+                    shown,
                     format!("unknown key{hint}; known keys here: {}", known.join(", ")),
                 ));
             }

@@ -43,9 +43,9 @@ impl Gateway {
         session: &Session,
         ctx: &mut RequestCtx,
         key: IpAddr,
+        live: &Live,
     ) -> Result<Step, GatewayError> {
         let req = session.req_header();
-        let live = ctx.live();
         // Pingora drops a `#fragment` before it stores the target, so look at the raw request line.
         if let Some(h1) = session.as_http1() {
             let raw = h1.get_headers_raw_bytes();
@@ -56,7 +56,7 @@ impl Gateway {
         }
         let path = check_target(req.raw_path())?;
         let host = request_host(req)?;
-        if let Some(mode) = self.forward_auth_mode(&live, path) {
+        if let Some(mode) = self.forward_auth_mode(live, path) {
             return Ok(Step::ForwardAuth(mode));
         }
         if live.api.owns(path) {
@@ -72,7 +72,7 @@ impl Gateway {
                 .map_or(host, |h| h.as_bytes()),
             headers: &req.headers,
         };
-        self.decide(&original, ctx, key).await?;
+        self.decide(&original, ctx, key, live).await?;
         Ok(Step::Proxy)
     }
 
@@ -83,8 +83,8 @@ impl Gateway {
         req: &Original<'_>,
         ctx: &mut RequestCtx,
         key: IpAddr,
+        live: &Live,
     ) -> Result<(), GatewayError> {
-        let live = ctx.live();
         let (index, route) = match live.router.find(Some(req.host), req.path, req.method) {
             Ok(found) => found,
             Err(Miss::NotFound) => return Err(GatewayError::NoRoute),
@@ -119,7 +119,7 @@ impl Gateway {
         if from_cookie
             && token.is_some()
             && (!req.method.is_safe() || is_upgrade(req.headers))
-            && !self.same_origin(&live, req.headers, req.authority, ctx.secure)
+            && !self.same_origin(live, req.headers, req.authority, ctx.secure)
         {
             return Err(GatewayError::CsrfRejected);
         }
@@ -212,8 +212,8 @@ impl Gateway {
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
+        live: &Live,
     ) -> Result<()> {
-        let live = ctx.live();
         let mut body = bytes::BytesMut::new();
         if session.req_header().method != http::Method::GET {
             session.set_read_timeout(Some(std::time::Duration::from_secs(10)));
@@ -262,11 +262,11 @@ impl Gateway {
     /// A browser's page load on a `redirect` route: sent to login rather than answered 401.
     pub(super) fn wants_redirect(
         &self,
+        live: &Live,
         method: &http::Method,
         headers: &http::HeaderMap,
         ctx: &RequestCtx,
     ) -> bool {
-        let live = ctx.live();
         let Some(route) = ctx.route.map(|i| &live.router.routes()[i]) else {
             return false;
         };

@@ -202,19 +202,20 @@ impl Gateway {
         ctx: &mut RequestCtx,
         mode: Mode,
         key: IpAddr,
+        live: &Live,
     ) -> Result<()> {
-        let outcome = self.judge(session, ctx, mode, key).await;
+        let outcome = self.judge(session, ctx, mode, key, live).await;
         let err = match outcome {
-            Ok(()) => return self.allow(session, ctx, mode).await,
+            Ok(()) => return self.allow(session, ctx, mode, live).await,
             Err(e) => e,
         };
         self.count_refusal(&err);
         tracing::debug!(request_id = %ctx.request_id(), error = %err, ?mode, "forward-auth refused");
         let login = match (&err, &ctx.described) {
             (GatewayError::Token(_), Some((m, target)))
-                if self.wants_redirect(m, &session.req_header().headers, ctx) =>
+                if self.wants_redirect(live, m, &session.req_header().headers, ctx) =>
             {
-                Some(self.login_location(&ctx.live(), target))
+                Some(self.login_location(live, target))
             }
             _ => None,
         };
@@ -244,9 +245,9 @@ impl Gateway {
         ctx: &mut RequestCtx,
         mode: Mode,
         key: IpAddr,
+        live: &Live,
     ) -> Result<(), GatewayError> {
-        let live = ctx.live();
-        let decided = self.question(session, ctx, mode, key).await;
+        let decided = self.question(session, ctx, mode, key, live).await;
         let limited = match (&decided, ctx.route) {
             (Ok(()), Some(route)) => match &ctx.claims {
                 Some(c) => live.limits.check_user(route, &c.sub),
@@ -283,11 +284,11 @@ impl Gateway {
         ctx: &mut RequestCtx,
         mode: Mode,
         key: IpAddr,
+        live: &Live,
     ) -> Result<(), GatewayError> {
         if !ctx.peer_trusted {
             return Err(GatewayError::UntrustedPeer);
         }
-        let live = ctx.live();
         let req = session.req_header();
         if let Some(secret) = &live.forward_auth_paths.secret {
             let presented = one(&req.headers, SECRET_HEADER)?.unwrap_or_default();
@@ -296,7 +297,7 @@ impl Gateway {
             }
         }
         let path = check_target(req.raw_path())?;
-        let d = self.describe(&live, mode, req, path)?;
+        let d = self.describe(live, mode, req, path)?;
         // The client's own request reached the edge: its fragment never would.
         if d.target.contains(&b'#') {
             return Err(TargetError::Fragment.into());
@@ -316,16 +317,21 @@ impl Gateway {
             authority: &d.authority,
             headers: &req.headers,
         };
-        self.decide(&original, ctx, key).await
+        self.decide(&original, ctx, key, live).await
     }
 
     /// `200` with the identity for the edge to copy upstream, and a rotated session's cookies
     /// for it to pass back (`Set-Cookie`; for nginx, whose `$upstream_http_set_cookie` holds only
     /// the first, each once more in a header of its own: `X-Authgate-Access-Cookie`,
     /// `X-Authgate-Refresh-Cookie`).
-    async fn allow(&self, session: &mut Session, ctx: &mut RequestCtx, mode: Mode) -> Result<()> {
-        let assertion = self.assertion(ctx);
-        let live = ctx.live();
+    async fn allow(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        mode: Mode,
+        live: &Live,
+    ) -> Result<()> {
+        let assertion = self.assertion(live, ctx);
         let h = &live.headers;
         let mut extra: Vec<(&str, &str)> = Vec::new();
         let names = |b: &bytes::Bytes| std::str::from_utf8(b).unwrap_or_default().to_string();

@@ -37,6 +37,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The application runtime: health checks, the store, the providers.
     pub app: tokio::runtime::Handle,
+    /// How long cut-offs are kept (`sync.rs`): raised by a reload that lengthens tokens.
+    pub horizon: Arc<std::sync::atomic::AtomicI64>,
 }
 
 pub struct Live {

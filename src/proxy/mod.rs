@@ -85,8 +85,7 @@ impl Gateway {
 
     /// The signed identity assertion for this request's route and verified user, when the
     /// route asks for one.
-    fn assertion(&self, ctx: &RequestCtx) -> Option<http::HeaderValue> {
-        let live = ctx.live();
+    fn assertion(&self, live: &Live, ctx: &RequestCtx) -> Option<http::HeaderValue> {
         let (claims, assertions) = (ctx.claims.as_ref()?, live.assertions.as_ref()?);
         let route = &live.router.routes()[ctx.route?];
         if !route.assertion.unwrap_or(live.assertion_default) {
@@ -224,7 +223,7 @@ impl ProxyHttp for Gateway {
                 .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"https"));
         let key = identity::rate_key(client_ip);
         let live = ctx.live();
-        let admitted = self.admit(session, ctx, key).await;
+        let admitted = self.admit(session, ctx, key, &live).await;
         // Limits: the auth endpoints per IP; a verified user per `sub`; everyone else per IP:
         // anonymous requests, refused tokens (whatever `sub` they claim) and requests refused
         // as malformed, unknown or of the wrong method.
@@ -263,11 +262,11 @@ impl ProxyHttp for Gateway {
             (Ok(Step::Proxy), Ok(())) => return Ok(false),
             (Ok(Step::Api), Ok(())) => {
                 ctx.is_api = true;
-                self.serve_api(session, ctx).await?;
+                self.serve_api(session, ctx, &live).await?;
                 return Ok(true);
             }
             (Ok(Step::ForwardAuth(mode)), Ok(())) => {
-                self.forward_auth(session, ctx, mode, key).await?;
+                self.forward_auth(session, ctx, mode, key, &live).await?;
                 return Ok(true);
             }
             (Err(err), Ok(())) => err,
@@ -276,7 +275,7 @@ impl ProxyHttp for Gateway {
         tracing::debug!(request_id = %ctx.request_id(), error = %err, "refused");
         let req = session.req_header();
         if matches!(err, GatewayError::Token(_))
-            && self.wants_redirect(&req.method, &req.headers, ctx)
+            && self.wants_redirect(&live, &req.method, &req.headers, ctx)
         {
             let location = self.login_location(&live, req.raw_path());
             write_json(
@@ -298,7 +297,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let live = ctx.live();
+        let live = ctx.live.as_deref().expect("new_ctx sets it");
         let route = &live.router.routes()[ctx.route.expect("request_filter routed")];
         let upstream = &live.upstreams[route.upstream_index];
         ctx.upstream_started.get_or_insert_with(Instant::now);
@@ -333,7 +332,7 @@ impl ProxyHttp for Gateway {
         if let Some(addr) = peer.address().as_inet() {
             ctx.tried.push(*addr);
         }
-        let live = ctx.live();
+        let live = ctx.live.as_deref().expect("new_ctx sets it");
         let route = &live.router.routes()[ctx.route.expect("routed")];
         let more = ctx.tried.len() < live.upstreams[route.upstream_index].backend_count();
         // A request that was never sent is safe to resend, but only idempotent methods are
@@ -348,7 +347,7 @@ impl ProxyHttp for Gateway {
         up: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let live = ctx.live();
+        let live = ctx.live.as_deref().expect("new_ctx sets it");
         let trusted = ctx.peer_trusted;
         // `X-Forwarded-Proto` is `https` only when a trusted proxy said so (`ctx.secure`).
         let proto = if ctx.secure { "https" } else { "http" };
@@ -387,7 +386,7 @@ impl ProxyHttp for Gateway {
                 }
             }
         }
-        if let Some(value) = self.assertion(ctx) {
+        if let Some(value) = self.assertion(live, ctx) {
             up.append_header(live.headers.assertion.clone(), value)?;
         }
         if let Some(id) = &ctx.request_id {
@@ -433,7 +432,7 @@ impl ProxyHttp for Gateway {
             }
             resp.insert_header("cache-control", "private, no-store")?;
         }
-        let live = ctx.live();
+        let live = ctx.live.as_deref().expect("new_ctx sets it");
         if let (Some(started), Some(route)) = (ctx.upstream_started, ctx.route) {
             let upstream = live.router.routes()[route].upstream_index;
             live.durations.upstreams[upstream].observe(started.elapsed().as_secs_f64());
@@ -444,7 +443,7 @@ impl ProxyHttp for Gateway {
     /// Metrics and the access record; Pingora calls this once per request, however it ended.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         self.metrics.in_flight.dec();
-        let live = ctx.live();
+        let live = ctx.live.as_deref().expect("new_ctx sets it");
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = match (ctx.is_api, ctx.route) {
             (true, _) => "auth",

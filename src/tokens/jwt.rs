@@ -160,6 +160,8 @@ struct Key {
 /// Every key tokens may verify with, by `kid`.
 struct KeySet {
     generation: u64,
+    /// The rules every key shares: a change empties the verified-token cache.
+    rules: (String, String, u64),
     current: Arc<str>,
     by_kid: HashMap<Arc<str>, Key, ahash::RandomState>,
 }
@@ -199,20 +201,34 @@ impl KeySet {
             .collect();
         KeySet {
             generation,
+            rules: (cfg.issuer.clone(), cfg.audience.clone(), cfg.leeway_seconds),
             current,
             by_kid,
         }
     }
 
-    /// The key a token's header names; without a `kid`, the current key.
-    fn for_token(&self, token: &str) -> Result<&Key, TokenError> {
+    /// What a verified token records: the key's `kid`, or "" for a token that named none (so it
+    /// stays valid from the cache only while the key set is the same).
+    fn record(&self, key: &Key, token_named_it: bool) -> (Arc<str>, u64) {
+        let kid = if token_named_it {
+            key.kid.clone()
+        } else {
+            "".into()
+        };
+        (kid, self.generation)
+    }
+
+    /// The key a token's header names (and whether it named one); without a `kid`, the
+    /// current key.
+    fn for_token(&self, token: &str) -> Result<(&Key, bool), TokenError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| TokenError::Invalid(format!("{:?}", e.kind())))?;
         match header.kid.as_deref() {
-            None => Ok(&self.by_kid[&self.current]),
+            None => Ok((&self.by_kid[&self.current], false)),
             Some(kid) => self
                 .by_kid
                 .get(kid)
+                .map(|k| (k, true))
                 .ok_or_else(|| TokenError::Invalid("signed by a key not in the key set".into())),
         }
     }
@@ -226,7 +242,6 @@ pub struct Verifier {
     /// skips the signature and JSON work, never the expiry and revocation checks. Only tokens
     /// that verified are ever inserted, so a forged token can only miss.
     verified: Option<moka::sync::Cache<Box<str>, Arc<AccessClaims>, ahash::RandomState>>,
-    leeway: i64,
     max_token_bytes: usize,
 }
 
@@ -248,7 +263,6 @@ impl Verifier {
             revocations,
             cutoffs,
             verified,
-            leeway: cfg.leeway_seconds as i64,
             max_token_bytes: cfg.max_token_bytes,
         }
     }
@@ -306,7 +320,7 @@ impl Verifier {
             return None;
         }
         let now = jsonwebtoken::get_current_timestamp() as i64;
-        Some(if claims.exp + self.leeway < now {
+        Some(if claims.exp + (keys.rules.2 as i64) < now {
             Err(TokenError::Expired)
         } else {
             self.not_revoked(claims)
@@ -329,7 +343,7 @@ impl Verifier {
         match self.verify(token) {
             Err(TokenError::Expired) => {
                 let keys = self.keys.load();
-                let key = keys.for_token(token)?;
+                let (key, named) = keys.for_token(token)?;
                 let claims = self.check_claims(
                     jsonwebtoken::decode::<AccessClaims>(
                         token,
@@ -338,7 +352,7 @@ impl Verifier {
                     )
                     .map_err(|e| TokenError::Invalid(format!("{:?}", e.kind())))?
                     .claims,
-                    (key.kid.clone(), keys.generation),
+                    keys.record(key, named),
                 )?;
                 self.not_revoked(Arc::new(claims))
             }
@@ -361,20 +375,28 @@ impl Verifier {
     /// Signature, algorithm and every claim rule; no cache, no revocation.
     fn verify_signed(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let keys = self.keys.load();
-        let key = keys.for_token(token)?;
+        let (key, named) = keys.for_token(token)?;
         let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &key.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 other => TokenError::Invalid(format!("{other:?}")),
             })?;
-        self.check_claims(data.claims, (key.kid.clone(), keys.generation))
+        self.check_claims(data.claims, keys.record(key, named))
     }
 
     /// Takes the keys of a reloaded configuration. Cached tokens whose key is still in the set
     /// stay cached; the others are verified again, and refused.
     pub fn set_keys(&self, cfg: &JwtConfig) {
-        let generation = self.keys.load().generation + 1;
-        self.keys.store(Arc::new(KeySet::new(cfg, generation)));
+        let old = self.keys.load_full();
+        let new = KeySet::new(cfg, old.generation + 1);
+        let rules_changed = new.rules != old.rules;
+        self.keys.store(Arc::new(new));
+        // Another issuer, audience or leeway: what verified before may not now.
+        if rules_changed {
+            if let Some(cache) = &self.verified {
+                cache.invalidate_all();
+            }
+        }
     }
 
     /// The `kid`s tokens verify with now, the current key's first.
@@ -646,6 +668,42 @@ mod tests {
         v.set_keys(&rotation_config(false).jwt);
         assert!(matches!(v.verify(&old), Err(TokenError::Invalid(_))));
         assert!(v.verify(&issued).is_ok(), "the current key's stay");
+    }
+
+    #[test]
+    fn a_token_without_a_kid_follows_the_current_key_and_new_rules_empty_the_cache() {
+        let v = Verifier::new(
+            &rotation_config(false).jwt,
+            Arc::new(Revocations::new()),
+            Arc::default(),
+        );
+        let kidless = sign_with(SECRET, None, &claims());
+        assert!(v.verify(&kidless).is_ok(), "cached now");
+        // SECRET becomes a previous key: a token naming no key means the current one, which
+        // did not sign it; the cache does not keep it alive.
+        let text = format!(
+            "[jwt]\nsecret = \"{OLD}\"\n[[jwt.previous_keys]]\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\"\n\
+             [[upstreams]]\nname=\"a\"\naddrs=[\"127.0.0.1:1\"]\n[[routes]]\nname=\"r\"\npath_prefix=\"/\"\nupstream=\"a\"\n"
+        );
+        let rotated = Config::parse(&text, std::path::Path::new("."), &|_| None).unwrap();
+        v.set_keys(&rotated.jwt);
+        assert!(matches!(v.verify(&kidless), Err(TokenError::Invalid(_))));
+        // Another audience: tokens cached under the old one are checked again, and refused.
+        let v = Verifier::new(
+            &rotation_config(false).jwt,
+            Arc::new(Revocations::new()),
+            Arc::default(),
+        );
+        let named = sign_with(
+            SECRET,
+            Some(&rotation_config(false).jwt.keys.unwrap().kid),
+            &claims(),
+        );
+        assert!(v.verify(&named).is_ok());
+        let mut other = rotation_config(false);
+        other.jwt.audience = "another".into();
+        v.set_keys(&other.jwt);
+        assert!(matches!(v.verify(&named), Err(TokenError::Invalid(_))));
     }
 
     #[test]

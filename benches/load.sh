@@ -39,6 +39,8 @@ start nginx-up "$NGINX" -c "$work/nginx-up.conf"
 start nginx-proxy "$NGINX" -c "$work/nginx-proxy.conf"
 start haproxy "$HAPROXY" -f "$work/haproxy.cfg"
 start bare-pingora "$BARE_BIN" "127.0.0.1:$BARE" "127.0.0.1:$UP" 1
+start bare-headers "$BARE_BIN" "127.0.0.1:$BAREH" "127.0.0.1:$UP" 1 headers
+start haproxy-same "$HAPROXY" -f "$work/haproxy-same.cfg"
 start authgate "$BIN" run -c "$work/authgate.toml"
 AG_PID=${pids[-1]}
 # The same gateway verifying every signature (no verified-token cache), to show what it saves.
@@ -51,7 +53,7 @@ eddsa_config $AGE $AGE_ADMIN authgate-eddsa "assertion = false" >"$work/authgate
 eddsa_config $AGA $AGA_ADMIN authgate-assert "assertion = true" >"$work/authgate-assert.toml"
 start authgate-eddsa "$BIN" run -c "$work/authgate-eddsa.toml"
 start authgate-assert "$BIN" run -c "$work/authgate-assert.toml"
-for p in $UP $NGX $HAP $BARE $AG $AGN $AGE $AGA; do wait_port $p; done
+for p in $UP $NGX $HAP $BARE $AG $AGN $AGE $AGA $HAPS $BAREH; do wait_port $p; done
 
 TOKEN=$(make_token)
 BAD="${TOKEN%.*}.AAAA${TOKEN##*.}"
@@ -60,14 +62,14 @@ declare -A TOKEN_OF=([authgate-eddsa]=$ED_TOKEN [authgate-assert]=$ED_TOKEN)
 token_of() { echo "${TOKEN_OF[$1]:-$TOKEN}"; }
 
 status() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" "http://127.0.0.1:$1/api/bench"; }
-PEERS="authgate authgate-nocache haproxy-jwt bare-pingora nginx-proxy authgate-eddsa authgate-assert"
+PEERS="authgate haproxy-same bare-headers authgate-nocache haproxy-jwt bare-pingora nginx-proxy authgate-eddsa authgate-assert"
 declare -A PORT=([authgate]=$AG [authgate-nocache]=$AGN [haproxy-jwt]=$HAP [bare-pingora]=$BARE [nginx-proxy]=$NGX
-                 [authgate-eddsa]=$AGE [authgate-assert]=$AGA)
+                 [authgate-eddsa]=$AGE [authgate-assert]=$AGA [haproxy-same]=$HAPS [bare-headers]=$BAREH)
 for peer in $PEERS; do
   s=$(status ${PORT[$peer]} "$(token_of $peer)")
   [ "$s" = 200 ] || { echo "$peer answered $s with a good token" >&2; exit 1; }
 done
-for peer in authgate authgate-nocache haproxy-jwt; do
+for peer in authgate authgate-nocache haproxy-jwt haproxy-same; do
   s=$(status ${PORT[$peer]} "$BAD")
   [ "$s" = 401 ] || [ "$s" = 403 ] || { echo "$peer answered $s to a bad token" >&2; exit 1; }
 done
@@ -76,8 +78,14 @@ echo "checked: every peer answers 200 with the token; authgate and haproxy-jwt r
 # --- throughput -----------------------------------------------------------------------------
 results="$work/results.tsv"
 : >"$results"
+# wrk's --latency stops at p99: p99.9 from its latency histogram in a done() hook.
+cat >"$work/p999.lua" <<'EOF'
+done = function(summary, latency, requests)
+  io.write(string.format("p999_us %d\n", latency:percentile(99.9)))
+end
+EOF
 run_wrk() { # peer port
-  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $(token_of "$1")" \
+  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/p999.lua" -H "Authorization: Bearer $(token_of "$1")" \
     "http://127.0.0.1:$2/api/bench" >"$work/wrk.out"
   python3 - "$1" "$work/wrk.out" >>"$results" <<'EOF'
 import re, sys
@@ -88,7 +96,8 @@ def lat(label):
     return v / 1000 if u == "us" else v if u == "ms" else v * 1000
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-print(f"{sys.argv[1]}\t{rps}\t{lat('50%')}\t{lat('99%')}\t{errors.group(1) if errors else 0}")
+p999 = int(re.search(r"p999_us (\d+)", text).group(1)) / 1000
+print(f"{sys.argv[1]}\t{rps}\t{lat('50%')}\t{lat('99%')}\t{errors.group(1) if errors else 0}\t{p999}")
 EOF
 }
 for peer in $PEERS; do  # warm-up
@@ -103,6 +112,23 @@ done
 
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$AG_PID/status"; }
 RSS_AFTER_LOAD=$(rss_mb)
+# Where authgate's CPU went during the rounds, by thread: the proxy's workers, and the application
+# runtime's (health checks, revocation sync, pruning, the admin listener) on the same pinned CPU.
+python3 - "$AG_PID" >"$work/threads.txt" <<'EOF'
+import glob, os, sys
+tick = os.sysconf("SC_CLK_TCK")
+rows = {}
+for t in glob.glob(f"/proc/{sys.argv[1]}/task/*"):
+    name = open(f"{t}/comm").read().strip()
+    fields = open(f"{t}/stat").read().rsplit(")", 1)[1].split()
+    rows[name] = rows.get(name, 0) + (int(fields[11]) + int(fields[12])) / tick
+total = sum(rows.values()) or 1
+print("| authgate thread | CPU s | share |")
+print("|---|---:|---:|")
+for name, cpu in sorted(rows.items(), key=lambda r: -r[1]):
+    if cpu > 0:
+        print(f"| {name} | {cpu:.2f} | {cpu / total:.1%} |")
+EOF
 kill "$AGN_PID"
 RSS_AFTER_IPS=skipped RSS_AFTER_PRUNE=skipped RSS_IDLE=skipped RSS_REVOKED=skipped
 LOGINS_PER_SEC=skipped REFRESHES_PER_SEC=skipped
@@ -161,21 +187,25 @@ fi
 python3 - "$results" "$RSS_IDLE" "$RSS_REVOKED" "$RSS_AFTER_LOAD" "$RSS_AFTER_IPS" "$RSS_AFTER_PRUNE" "$DURATION" "$ROUNDS" "$CONNECTIONS" "$LOGINS_PER_SEC" "$REFRESHES_PER_SEC" <<'EOF'
 import statistics, sys
 rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
-peers = ["authgate", "haproxy-jwt", "bare-pingora", "nginx-proxy", "authgate-nocache", "authgate-eddsa", "authgate-assert"]
+peers = ["authgate", "haproxy-same", "bare-headers", "haproxy-jwt", "bare-pingora", "nginx-proxy", "authgate-nocache", "authgate-eddsa", "authgate-assert"]
 med = {}
 print(f"wrk -t1 -c{sys.argv[9]} -d{sys.argv[7]}s, {sys.argv[8]} interleaved rounds, servers on CPU 0, wrk on CPU 1; medians\n")
-print("| peer | req/s | p50 ms | p99 ms | non-2xx |")
-print("|---|---:|---:|---:|---:|")
+print("| peer | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx |")
+print("|---|---:|---:|---:|---:|---:|")
 for p in peers:
     r = [x for x in rows if x[0] == p]
-    med[p] = {k: statistics.median(float(x[i]) for x in r) for k, i in (("rps", 1), ("p50", 2), ("p99", 3))}
+    med[p] = {k: statistics.median(float(x[i]) for x in r) for k, i in (("rps", 1), ("p50", 2), ("p99", 3), ("p999", 5))}
     errs = sum(int(x[4]) for x in r)
-    print(f"| {p} | {med[p]['rps']:.0f} | {med[p]['p50']:.2f} | {med[p]['p99']:.2f} | {errs} |")
+    print(f"| {p} | {med[p]['rps']:.0f} | {med[p]['p50']:.2f} | {med[p]['p99']:.2f} | {med[p]['p999']:.2f} | {errs} |")
 a = med["authgate"]["rps"]
 print()
 for p in peers[1:]:
     print(f"authgate / {p}: {a / med[p]['rps']:.2f}x req/s")
 print(f"p99 authgate vs haproxy-jwt: {med['authgate']['p99']:.2f} ms vs {med['haproxy-jwt']['p99']:.2f} ms")
+h = med["haproxy-same"]
+print(f"authgate vs HAProxy doing the same work: {a / h['rps']:.2f}x req/s (target >= 1.3x); "
+      f"p99 {med['authgate']['p99']:.2f} vs {h['p99']:.2f} ms, p99.9 {med['authgate']['p999']:.2f} vs {h['p999']:.2f} ms (target: no longer)")
+print(f"authgate vs the Pingora forwarder adding the same headers: {a / med['bare-headers']['rps']:.2f}x req/s (target >= 0.95x)")
 print(f"signed identity assertion on / off (EdDSA both): {med['authgate-assert']['rps'] / med['authgate-eddsa']['rps']:.2f}x req/s, "
       f"p99 {med['authgate-assert']['p99']:.2f} ms vs {med['authgate-eddsa']['p99']:.2f} ms")
 print()
@@ -188,3 +218,5 @@ print()
 print(f"logins/s (full callback against the fake Kakao, SQLite, 32 clients): {sys.argv[10]}")
 print(f"refreshes/s (rotation, SQLite, 32 chains): {sys.argv[11]}")
 EOF
+echo
+cat "$work/threads.txt"

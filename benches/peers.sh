@@ -3,7 +3,7 @@
 
 SECRET="load-benchmark-secret-0123456789abcdef0123"
 UP=18080 AG=18081 AG_ADMIN=18091 BARE=18082 NGX=18083 HAP=18084 AGN=18085 AGN_ADMIN=18095
-AGE=18086 AGE_ADMIN=18096 AGA=18087 AGA_ADMIN=18097
+AGE=18086 AGE_ADMIN=18096 AGA=18087 AGA_ADMIN=18097 HAPS=18088 BAREH=18089
 # EdDSA peers (the signed identity assertion needs a public key): the tests' fixture key.
 ED_KEY="$PWD/tests/fixtures/ed25519.pem"
 
@@ -73,6 +73,70 @@ frontend fe
   http-request deny status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"$SECRET") -m int 1 }
   http-request del-header X-User-Id
   http-request set-header X-User-Id %[var(txn.bearer),jwt_payload_query('\$.sub')]
+  default_backend be
+backend be
+  http-reuse always
+  server up 127.0.0.1:$UP
+EOF
+# HAProxy doing authgate's work on a protected route (the performance issue's list): target
+# hygiene, alg pinning, the HS256 signature, exp with leeway, iss, aud, type, sub, jti, a
+# 1,000-entry revoked-jti list, a per-user request-rate table, forged identity and forwarding
+# headers removed, four X-User-* headers from the claims, X-Request-Id on request and response,
+# X-Forwarded-For/-Proto/-Host, no logging.
+for i in $(seq 1 1000); do echo "revoked-$i 1"; done >"$work/revoked.map"
+cat >"$work/haproxy-same.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+backend per_user
+  stick-table type string len 64 size 100k expire 60s store http_req_rate(60s)
+frontend fe
+  bind 127.0.0.1:$HAPS
+  unique-id-format %{+X}o%ci%cp%Ts%rt%pid
+  http-request deny status 400 if { path_sub -i /./ /../ // %2e %2f %5c %25 %00 ; }
+  http-request deny status 400 if { path_end /. /.. }
+  http-request deny status 400 if { req.hdr_cnt(host) gt 1 }
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request deny status 401 unless { var(txn.bearer) -m found }
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request deny status 401 unless { var(txn.alg) -m str HS256 }
+  http-request deny status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"$SECRET") -m int 1 }
+  http-request set-var(txn.now) date
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int'),add(30)
+  http-request deny status 401 unless { var(txn.exp),sub(txn.now) -m int gt 0 }
+  http-request deny status 401 unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str authgate }
+  http-request deny status 401 unless { var(txn.bearer),jwt_payload_query('\$.aud') -m str authgate }
+  http-request deny status 401 unless { var(txn.bearer),jwt_payload_query('\$.type') -m str access }
+  http-request set-var(txn.sub) var(txn.bearer),jwt_payload_query('\$.sub')
+  http-request deny status 401 unless { var(txn.sub) -m found }
+  http-request set-var(txn.jti) var(txn.bearer),jwt_payload_query('\$.jti')
+  http-request deny status 401 unless { var(txn.jti) -m found }
+  http-request deny status 401 if { var(txn.jti),map($work/revoked.map) -m found }
+  http-request track-sc0 var(txn.sub) table per_user
+  http-request deny status 429 if { sc_http_req_rate(0) gt 1000000 }
+  http-request del-header X-User-Id
+  http-request del-header X-User-Email
+  http-request del-header X-User-Nickname
+  http-request del-header X-User-Provider
+  http-request del-header X-Forwarded-For
+  http-request del-header X-Forwarded-Proto
+  http-request del-header X-Forwarded-Host
+  http-request del-header X-Real-IP
+  http-request del-header Forwarded
+  http-request set-header X-User-Id %[var(txn.sub)]
+  http-request set-header X-User-Email %[var(txn.bearer),jwt_payload_query('\$.email')]
+  http-request set-header X-User-Nickname %[var(txn.bearer),jwt_payload_query('\$.nickname')]
+  http-request set-header X-User-Provider %[var(txn.bearer),jwt_payload_query('\$.provider')]
+  http-request set-header X-Request-Id %[unique-id]
+  http-request set-header X-Forwarded-For %[src]
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-response set-header X-Request-Id %[unique-id]
   default_backend be
 backend be
   http-reuse always

@@ -1,17 +1,31 @@
-//! A bare Pingora forwarder: no auth, no header rewriting, one upstream. `benches/load.sh`
-//! measures authgate against it to show what authentication costs on top of Pingora itself.
-//! Built with the same release profile and allocator as authgate.
+//! A bare Pingora forwarder: no auth, one upstream. `benches/load.sh` measures authgate against
+//! it to show what authentication costs on top of Pingora itself. With `headers`, it adds the
+//! eight headers authgate adds (four `X-User-*`, `X-Request-Id`, `X-Forwarded-For/-Proto/-Host`)
+//! with static values, and `X-Request-Id` on the response: the cost of the header payload
+//! without any authentication. Built with the same release profile and allocator as authgate.
 //!
-//! Usage: bare_pingora LISTEN UPSTREAM   (e.g. 127.0.0.1:18081 127.0.0.1:18080)
+//! Usage: bare_pingora LISTEN UPSTREAM [THREADS] [headers]   (e.g. 127.0.0.1:18081 127.0.0.1:18080)
 
 use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-struct Forward(std::net::SocketAddr);
+struct Forward(std::net::SocketAddr, bool);
+
+const STATIC_HEADERS: [(&str, &str); 8] = [
+    ("X-User-Id", "42"),
+    ("X-User-Email", "u@example.com"),
+    ("X-User-Nickname", "bench"),
+    ("X-User-Provider", "kakao"),
+    ("X-Request-Id", "0123456789abcdef0123456789abcdef"),
+    ("X-Forwarded-For", "127.0.0.1"),
+    ("X-Forwarded-Proto", "http"),
+    ("X-Forwarded-Host", "127.0.0.1"),
+];
 
 #[async_trait]
 impl ProxyHttp for Forward {
@@ -22,6 +36,32 @@ impl ProxyHttp for Forward {
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
         Ok(Box::new(HttpPeer::new(self.0, false, String::new())))
     }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        up: &mut RequestHeader,
+        _ctx: &mut (),
+    ) -> Result<()> {
+        if self.1 {
+            for (name, value) in STATIC_HEADERS {
+                up.append_header(name, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut (),
+    ) -> Result<()> {
+        if self.1 {
+            resp.insert_header("X-Request-Id", STATIC_HEADERS[4].1)?;
+        }
+        Ok(())
+    }
 }
 
 fn main() {
@@ -31,6 +71,7 @@ fn main() {
         std::process::exit(2);
     };
     let threads = args.next().and_then(|t| t.parse().ok()).unwrap_or(1);
+    let headers = args.next().as_deref() == Some("headers");
     let conf = ServerConf {
         threads,
         grace_period_seconds: Some(0),
@@ -41,7 +82,7 @@ fn main() {
     server.bootstrap();
     let mut proxy = pingora::proxy::http_proxy_service(
         &server.configuration,
-        Forward(upstream.parse().expect("UPSTREAM is ip:port")),
+        Forward(upstream.parse().expect("UPSTREAM is ip:port"), headers),
     );
     proxy.add_tcp(&listen);
     server.add_service(proxy);

@@ -18,7 +18,7 @@
 //!                mod.rs (the hooks in order), admit.rs (steps 1-3, CSRF, login redirect), reply.rs (our own answers),
 //!                forward_auth.rs (the same decision for nginx auth_request, Traefik, Envoy),
 //!                live.rs (everything a reload swaps: routes, upstreams, limits, API; taken once per request)
-//! routes.rs      request-target and Host checks + host/prefix/method routing; pure
+//! routes/        mod.rs (request-target and Host checks), table.rs (host/prefix/method routing, prefix index); pure
 //! identity.rs    which headers are stripped and injected, X-Forwarded-*, client IP, request ids; pure
 //! cookies.rs     the Cookie header as bytes: our cookies read and removed whatever else it holds; pure
 //! api/           the /api/auth endpoints and JWKS as request -> reply functions (no Pingora types):

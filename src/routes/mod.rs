@@ -1,5 +1,5 @@
-//! Request targets and routing: which bytes are an acceptable path, and which route a path,
-//! host and method select. Pure functions; no Pingora types.
+//! Request targets and routing: which bytes are an acceptable path and host (this file), and
+//! which route a path, host and method select (`table.rs`). Pure functions; no Pingora types.
 //!
 //! The path a route matches is exactly the path forwarded upstream. That is only safe when no
 //! two spellings of a target can mean different things to the gateway and to the upstream, so
@@ -9,7 +9,11 @@
 //! `/api/%61dmin` cannot dodge a `/api/admin` route). Route prefixes may only use the characters
 //! that are allowed raw, so a raw prefix comparison is then exact.
 
-use crate::config::{AuthMode, Limit, OnUnauthenticated, RouteConfig};
+mod table;
+
+pub use table::{
+    normalize_route_host, prefix_matches, prefix_matches_ignore_case, Miss, Route, Router,
+};
 
 /// Why a request target was refused; only logged, the client sees a generic 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -245,151 +249,6 @@ fn folds_to_ascii(c: char) -> bool {
     )
 }
 
-/// A route ready for matching; index into [`Router::routes`].
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub name: String,
-    pub path_prefix: String,
-    /// Lower case, without port or trailing dot.
-    pub host: Option<String>,
-    /// Empty = any method; otherwise includes `HEAD` whenever it includes `GET`.
-    pub methods: Vec<http::Method>,
-    /// The `Allow` header value for a 405 (empty when any method is allowed).
-    pub allow: String,
-    /// Compare the prefix byte for byte instead of ASCII-case-insensitively.
-    pub case_sensitive: bool,
-    pub upstream: String,
-    /// Index of the upstream group, resolved once at start-up.
-    pub upstream_index: usize,
-    pub auth: AuthMode,
-    pub on_unauthenticated: OnUnauthenticated,
-    pub rate_limit: Option<Limit>,
-    /// `assertion` of the route; `None` follows `identity.assertion`.
-    pub assertion: Option<bool>,
-}
-
-/// Why no route takes a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Miss {
-    /// No route's host and prefix match.
-    NotFound,
-    /// The route the path belongs to does not allow this method (index of that route): the
-    /// request is refused there and never falls through to a shorter prefix.
-    MethodNotAllowed(usize),
-}
-
-/// Routes ordered so that the first match is the right one: longest prefix first, and for one
-/// prefix a host-specific route before a host-less one.
-#[derive(Debug, Clone)]
-pub struct Router {
-    routes: Vec<Route>,
-}
-
-impl Router {
-    /// `upstream_index` maps an upstream name to its position; the config already guarantees
-    /// every route names a known upstream.
-    pub fn new(routes: &[RouteConfig], upstream_index: impl Fn(&str) -> usize) -> Router {
-        let mut routes: Vec<Route> = routes
-            .iter()
-            .map(|r| {
-                let mut methods: Vec<http::Method> = r
-                    .methods
-                    .iter()
-                    .filter_map(|m| http::Method::from_bytes(m.as_bytes()).ok())
-                    .collect();
-                // Most frameworks answer HEAD with their GET handler: a GET route owns HEAD too.
-                if methods.contains(&http::Method::GET) && !methods.contains(&http::Method::HEAD) {
-                    methods.push(http::Method::HEAD);
-                }
-                let allow = methods
-                    .iter()
-                    .map(http::Method::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                Route {
-                    name: r.name.clone(),
-                    path_prefix: r.path_prefix.clone(),
-                    host: r.host.as_deref().map(normalize_route_host),
-                    methods,
-                    allow,
-                    case_sensitive: r.case_sensitive,
-                    upstream: r.upstream.clone(),
-                    upstream_index: upstream_index(&r.upstream),
-                    auth: r.auth,
-                    on_unauthenticated: r.on_unauthenticated,
-                    rate_limit: r.rate_limit,
-                    assertion: r.assertion,
-                }
-            })
-            .collect();
-        routes.sort_by(|a, b| {
-            b.path_prefix
-                .len()
-                .cmp(&a.path_prefix.len())
-                .then(b.host.is_some().cmp(&a.host.is_some()))
-        });
-        Router { routes }
-    }
-
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
-    }
-
-    /// `host` comes from [`check_host`] (any case); `path` from [`check_target`]. The route is chosen by host and prefix alone; its methods then
-    /// admit the request or refuse it with [`Miss::MethodNotAllowed`].
-    pub fn find(
-        &self,
-        host: Option<&[u8]>,
-        path: &str,
-        method: &http::Method,
-    ) -> Result<(usize, &Route), Miss> {
-        let (index, route) = self
-            .routes
-            .iter()
-            .enumerate()
-            .find(|(_, r)| {
-                route_prefix_matches(r, path)
-                    && r.host.as_deref().is_none_or(|h| {
-                        host.is_some_and(|rh| rh.eq_ignore_ascii_case(h.as_bytes()))
-                    })
-            })
-            .ok_or(Miss::NotFound)?;
-        if route.methods.is_empty() || route.methods.contains(method) {
-            Ok((index, route))
-        } else {
-            Err(Miss::MethodNotAllowed(index))
-        }
-    }
-}
-
-fn route_prefix_matches(route: &Route, path: &str) -> bool {
-    if route.case_sensitive {
-        prefix_matches(&route.path_prefix, path)
-    } else {
-        prefix_matches_ignore_case(&route.path_prefix, path)
-    }
-}
-
-/// Matches on segment boundaries: `/api` matches `/api`, `/api/` and `/api/x`, never `/apix`.
-pub fn prefix_matches(prefix: &str, path: &str) -> bool {
-    if prefix == "/" {
-        return true;
-    }
-    path.starts_with(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
-}
-
-/// [`prefix_matches`] with ASCII letters compared without case: many upstreams (Express,
-/// ASP.NET Core, IIS, static servers on case-insensitive file systems) serve `/APP/x` as
-/// `/app/x`, so both spellings must get the same route.
-pub fn prefix_matches_ignore_case(prefix: &str, path: &str) -> bool {
-    if prefix == "/" {
-        return true;
-    }
-    path.len() >= prefix.len()
-        && path.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-        && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
-}
-
 /// Checks a `Host` value and returns its name as routing compares it: without the port and one
 /// trailing dot (`Admin.Example.:8443` is `Admin.Example`; case is ignored by the comparison).
 /// nginx, Django and browsers treat the fully qualified `admin.example.` as `admin.example`, so
@@ -486,11 +345,6 @@ pub fn canonical_host(host: &[u8]) -> Option<Vec<u8>> {
     (canonical != host).then_some(canonical)
 }
 
-/// A configured route host as [`check_host`] leaves a request's: lower case, no trailing dot.
-pub fn normalize_route_host(host: &str) -> String {
-    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,112 +420,6 @@ mod tests {
         ] {
             assert_eq!(check_target(t.as_bytes()), Err(why), "{t:?}");
         }
-    }
-
-    fn route(name: &str, prefix: &str, host: Option<&str>, methods: &[&str]) -> RouteConfig {
-        RouteConfig {
-            name: name.into(),
-            path_prefix: prefix.into(),
-            host: host.map(str::to_string),
-            methods: methods.iter().map(|m| m.to_string()).collect(),
-            case_sensitive: false,
-            upstream: "app".into(),
-            auth: AuthMode::Public,
-            on_unauthenticated: OnUnauthenticated::Status401,
-            rate_limit: None,
-            assertion: None,
-        }
-    }
-
-    fn host(h: &str) -> Option<&[u8]> {
-        Some(check_host(h.as_bytes()).unwrap())
-    }
-
-    #[test]
-    fn longest_prefix_on_segment_boundaries_then_host_then_method() {
-        let router = Router::new(
-            &[
-                route("root", "/", None, &[]),
-                route("api", "/api", None, &[]),
-                route("admin", "/api/admin", None, &[]),
-                route("admin-host", "/api/admin", Some("admin.example"), &[]),
-                route("writes", "/api/items", None, &["POST", "PUT"]),
-            ],
-            |_| 0,
-        );
-        let get = http::Method::GET;
-        let name = |host: Option<&[u8]>, path: &str, m: &http::Method| {
-            router.find(host, path, m).map(|(_, r)| r.name.as_str())
-        };
-        assert_eq!(name(None, "/api", &get), Ok("api"));
-        assert_eq!(name(None, "/api/", &get), Ok("api"));
-        assert_eq!(name(None, "/apix", &get), Ok("root"));
-        assert_eq!(name(None, "/api/admin/users", &get), Ok("admin"));
-        assert_eq!(name(None, "/api/administrator", &get), Ok("api"));
-        assert_eq!(
-            name(host("ADMIN.example:8443"), "/api/admin", &get),
-            Ok("admin-host")
-        );
-        assert_eq!(
-            name(host("admin.example."), "/api/admin", &get),
-            Ok("admin-host"),
-            "one trailing dot is the same host"
-        );
-        assert_eq!(name(host("other.example"), "/api/admin", &get), Ok("admin"));
-        assert_eq!(name(None, "/api/items", &http::Method::POST), Ok("writes"));
-        // The path is inside `writes`: another method is refused there, never sent to `api`.
-        let writes = router
-            .routes()
-            .iter()
-            .position(|r| r.name == "writes")
-            .unwrap();
-        assert_eq!(
-            router.find(None, "/api/items/1", &get).map(|(i, _)| i),
-            Err(Miss::MethodNotAllowed(writes))
-        );
-        assert_eq!(router.routes()[writes].allow, "POST, PUT");
-
-        let narrow = Router::new(&[route("only", "/api", Some("a.example"), &["GET"])], |_| 0);
-        assert_eq!(narrow.routes()[0].allow, "GET, HEAD");
-        assert!(narrow.find(host("b.example"), "/api", &get).is_err());
-        assert!(narrow.find(None, "/api", &get).is_err());
-        assert_eq!(
-            narrow
-                .find(host("a.example"), "/api", &http::Method::DELETE)
-                .map(|_| ()),
-            Err(Miss::MethodNotAllowed(0))
-        );
-        assert!(narrow
-            .find(host("a.example"), "/api", &http::Method::HEAD)
-            .is_ok());
-        assert_eq!(
-            narrow.find(host("a.example"), "/other", &get).map(|_| ()),
-            Err(Miss::NotFound)
-        );
-    }
-
-    #[test]
-    fn prefixes_match_without_case_unless_the_route_opts_out() {
-        let mut exact = route("exact", "/Files", None, &[]);
-        exact.case_sensitive = true;
-        let router = Router::new(
-            &[
-                route("root", "/", None, &[]),
-                route("app", "/app", None, &[]),
-                exact,
-            ],
-            |_| 0,
-        );
-        let name = |path: &str| {
-            router
-                .find(None, path, &http::Method::GET)
-                .map(|(_, r)| r.name.as_str())
-        };
-        assert_eq!(name("/APP/settings"), Ok("app"));
-        assert_eq!(name("/aPp"), Ok("app"));
-        assert_eq!(name("/APPX"), Ok("root"));
-        assert_eq!(name("/Files/a"), Ok("exact"));
-        assert_eq!(name("/files/a"), Ok("root"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use authgate::config::{AuthMode, Config, OnUnauthenticated, RouteConfig};
+use authgate::config::{AuthMode, Config, RouteConfig};
 use authgate::identity::{self, HeaderRules};
 use authgate::limits::Limits;
 use authgate::routes::{check_host, check_target, Router};
@@ -191,16 +191,8 @@ fn route_and_headers(c: &mut Criterion) {
 /// and among 10,000 (the performance issue: within 3% of each other).
 fn routing_scale(c: &mut Criterion) {
     let route = |name: &str, prefix: &str| RouteConfig {
-        name: name.into(),
-        path_prefix: prefix.into(),
-        host: None,
-        methods: vec![],
-        case_sensitive: false,
-        upstream: "app".into(),
         auth: AuthMode::Public,
-        on_unauthenticated: OnUnauthenticated::Status401,
-        rate_limit: None,
-        assertion: None,
+        ..RouteConfig::new(name, prefix, "app")
     };
     let mut group = c.benchmark_group("route a catch-all request");
     for n in [3usize, 10_000] {

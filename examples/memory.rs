@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use authgate::config::{AuthMode, Config, OnUnauthenticated, RouteConfig};
+use authgate::config::{Config, RouteConfig};
 use authgate::limits::Limits;
 use authgate::routes::Router;
 use authgate::tokens::jwt::Verifier;
@@ -38,18 +38,7 @@ fn main() {
     let base = rss_mb();
 
     let routes: Vec<RouteConfig> = (0..10_000)
-        .map(|i| RouteConfig {
-            name: format!("route-{i}"),
-            path_prefix: format!("/service-{i}/v1"),
-            host: None,
-            methods: vec![],
-            case_sensitive: false,
-            upstream: "app".into(),
-            auth: AuthMode::Required,
-            on_unauthenticated: OnUnauthenticated::Status401,
-            rate_limit: None,
-            assertion: None,
-        })
+        .map(|i| RouteConfig::new(&format!("route-{i}"), &format!("/service-{i}/v1"), "app"))
         .collect();
     let router = Router::new(&routes, |_| 0);
     let limits = Limits::new(&cfg.rate_limit, router.routes());

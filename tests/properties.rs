@@ -4,22 +4,14 @@
 //! normalises every one of those spellings would, and what it forwards is byte for byte what it
 //! received. The same for Host spellings.
 
-use authgate::config::{AuthMode, OnUnauthenticated, RouteConfig};
+use authgate::config::RouteConfig;
 use authgate::routes::{check_host, check_target, Miss, Router};
 use proptest::prelude::*;
 
 fn route(name: &str, prefix: &str, host: Option<&str>) -> RouteConfig {
     RouteConfig {
-        name: name.into(),
-        path_prefix: prefix.into(),
         host: host.map(str::to_string),
-        methods: vec![],
-        case_sensitive: false,
-        upstream: "app".into(),
-        auth: AuthMode::Required,
-        on_unauthenticated: OnUnauthenticated::Status401,
-        rate_limit: None,
-        assertion: None,
+        ..RouteConfig::new(name, prefix, "app")
     }
 }
 

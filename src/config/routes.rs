@@ -117,6 +117,25 @@ pub(super) fn resolve_addr(a: &str) -> Result<SocketAddr, String> {
     }
 }
 
+impl RouteConfig {
+    /// A route with every optional key at its default (`auth = "required"`, any host and
+    /// method): for building tables in code (tests, benchmarks).
+    pub fn new(name: &str, path_prefix: &str, upstream: &str) -> RouteConfig {
+        RouteConfig {
+            name: name.into(),
+            path_prefix: path_prefix.into(),
+            host: None,
+            methods: Vec::new(),
+            case_sensitive: false,
+            upstream: upstream.into(),
+            auth: AuthMode::Required,
+            on_unauthenticated: OnUnauthenticated::Status401,
+            rate_limit: None,
+            assertion: None,
+        }
+    }
+}
+
 pub(super) fn read_route(s: &Sec<'_>, p: &mut Vec<Problem>) -> RouteConfig {
     s.only_keys(
         &[

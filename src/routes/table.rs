@@ -218,16 +218,10 @@ mod tests {
 
     fn route(name: &str, prefix: &str, host: Option<&str>, methods: &[&str]) -> RouteConfig {
         RouteConfig {
-            name: name.into(),
-            path_prefix: prefix.into(),
             host: host.map(str::to_string),
             methods: methods.iter().map(|m| m.to_string()).collect(),
-            case_sensitive: false,
-            upstream: "app".into(),
             auth: AuthMode::Public,
-            on_unauthenticated: OnUnauthenticated::Status401,
-            rate_limit: None,
-            assertion: None,
+            ..RouteConfig::new(name, prefix, "app")
         }
     }
 

@@ -24,7 +24,7 @@
 //! api/           the /api/auth endpoints and JWKS as request -> reply functions (no Pingora types):
 //!                mod.rs (dispatch, replies, issuing), login.rs (login page, state, PKCE, callbacks for every provider),
 //!                session.rs (refresh, profile, logout), notifications.rs (Kakao's unlink and account-status webhooks)
-//! tokens/        jwt.rs (issue/verify), revocation.rs (sharded in-memory set), cutoff.rs (per-user cut-offs),
+//! tokens/        jwt/ (issue/verify; keys.rs: keys by kid), revocation.rs (sharded in-memory set), cutoff.rs (per-user cut-offs),
 //!                refresh.rs (opaque tokens), state.rs (signed state + PKCE), assertion.rs (signed identity for upstreams)
 //! providers/     one module per kind (kakao.rs, oidc.rs, naver.rs) turning a code into a verified user; id_token.rs
 //!                (id_token checks, JWKS cache), set.rs (Kakao's security event tokens), http.rs (shared client);

@@ -113,7 +113,7 @@ impl Reloader {
                 tracing::info!(trigger = why, hash = %outcome.hash, needs_restart = ?outcome.needs_restart,
                     "configuration reloaded");
                 for key in &outcome.needs_restart {
-                    tracing::warn!(setting = %key, "changed in the file, but needs a restart: the running value stays (binaries and listeners: Pingora's graceful upgrade)");
+                    tracing::warn!(setting = %key, "changed in the file, but needs a restart: the running value stays until then");
                 }
             }
             _ => {

@@ -53,7 +53,13 @@ eddsa_config $AGE $AGE_ADMIN authgate-eddsa "assertion = false" >"$work/authgate
 eddsa_config $AGA $AGA_ADMIN authgate-assert "assertion = true" >"$work/authgate-assert.toml"
 start authgate-eddsa "$BIN" run -c "$work/authgate-eddsa.toml"
 start authgate-assert "$BIN" run -c "$work/authgate-assert.toml"
-for p in $UP $NGX $HAP $BARE $AG $AGN $AGE $AGA $HAPS $BAREH; do wait_port $p; done
+# Routing scale: the benchmark request taken only by the catch-all, among 3 routes and 10,000.
+routes_config $AGR3 $AGR3_ADMIN authgate-r3 3 >"$work/authgate-r3.toml"
+routes_config $AGR10K $AGR10K_ADMIN authgate-r10k 10000 >"$work/authgate-r10k.toml"
+start authgate-r3 "$BIN" run -c "$work/authgate-r3.toml"
+start authgate-r10k "$BIN" run -c "$work/authgate-r10k.toml"
+for p in $UP $NGX $HAP $BARE $AG $AGN $AGE $AGA $HAPS $BAREH $AGR3; do wait_port $p; done
+wait_port $AGR10K 300  # 10,000 routes to check and build
 
 TOKEN=$(make_token)
 BAD="${TOKEN%.*}.AAAA${TOKEN##*.}"
@@ -62,9 +68,10 @@ declare -A TOKEN_OF=([authgate-eddsa]=$ED_TOKEN [authgate-assert]=$ED_TOKEN)
 token_of() { echo "${TOKEN_OF[$1]:-$TOKEN}"; }
 
 status() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" "http://127.0.0.1:$1/api/bench"; }
-PEERS="authgate haproxy-same bare-headers authgate-nocache haproxy-jwt bare-pingora nginx-proxy authgate-eddsa authgate-assert"
+PEERS="authgate haproxy-same bare-headers authgate-nocache haproxy-jwt bare-pingora nginx-proxy authgate-eddsa authgate-assert authgate-r3 authgate-r10k"
 declare -A PORT=([authgate]=$AG [authgate-nocache]=$AGN [haproxy-jwt]=$HAP [bare-pingora]=$BARE [nginx-proxy]=$NGX
-                 [authgate-eddsa]=$AGE [authgate-assert]=$AGA [haproxy-same]=$HAPS [bare-headers]=$BAREH)
+                 [authgate-eddsa]=$AGE [authgate-assert]=$AGA [haproxy-same]=$HAPS [bare-headers]=$BAREH
+                 [authgate-r3]=$AGR3 [authgate-r10k]=$AGR10K)
 for peer in $PEERS; do
   s=$(status ${PORT[$peer]} "$(token_of $peer)")
   [ "$s" = 200 ] || { echo "$peer answered $s with a good token" >&2; exit 1; }
@@ -187,7 +194,7 @@ fi
 python3 - "$results" "$RSS_IDLE" "$RSS_REVOKED" "$RSS_AFTER_LOAD" "$RSS_AFTER_IPS" "$RSS_AFTER_PRUNE" "$DURATION" "$ROUNDS" "$CONNECTIONS" "$LOGINS_PER_SEC" "$REFRESHES_PER_SEC" <<'EOF'
 import statistics, sys
 rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
-peers = ["authgate", "haproxy-same", "bare-headers", "haproxy-jwt", "bare-pingora", "nginx-proxy", "authgate-nocache", "authgate-eddsa", "authgate-assert"]
+peers = ["authgate", "haproxy-same", "bare-headers", "haproxy-jwt", "bare-pingora", "nginx-proxy", "authgate-nocache", "authgate-eddsa", "authgate-assert", "authgate-r3", "authgate-r10k"]
 med = {}
 print(f"wrk -t1 -c{sys.argv[9]} -d{sys.argv[7]}s, {sys.argv[8]} interleaved rounds, servers on CPU 0, wrk on CPU 1; medians\n")
 print("| peer | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx |")
@@ -206,6 +213,7 @@ h = med["haproxy-same"]
 print(f"authgate vs HAProxy doing the same work: {a / h['rps']:.2f}x req/s (target >= 1.3x); "
       f"p99 {med['authgate']['p99']:.2f} vs {h['p99']:.2f} ms, p99.9 {med['authgate']['p999']:.2f} vs {h['p999']:.2f} ms (target: no longer)")
 print(f"authgate vs the Pingora forwarder adding the same headers: {a / med['bare-headers']['rps']:.2f}x req/s (target >= 0.95x)")
+print(f"routing scale, a catch-all request: 10,000 routes / 3 routes: {med['authgate-r10k']['rps'] / med['authgate-r3']['rps']:.3f}x req/s (target within 3%)")
 print(f"signed identity assertion on / off (EdDSA both): {med['authgate-assert']['rps'] / med['authgate-eddsa']['rps']:.2f}x req/s, "
       f"p99 {med['authgate-assert']['p99']:.2f} ms vs {med['authgate-eddsa']['p99']:.2f} ms")
 print()

@@ -4,6 +4,7 @@
 SECRET="load-benchmark-secret-0123456789abcdef0123"
 UP=18080 AG=18081 AG_ADMIN=18091 BARE=18082 NGX=18083 HAP=18084 AGN=18085 AGN_ADMIN=18095
 AGE=18086 AGE_ADMIN=18096 AGA=18087 AGA_ADMIN=18097 HAPS=18088 BAREH=18089
+AGR3=18090 AGR3_ADMIN=18098 AGR10K=18092 AGR10K_ADMIN=18099
 # EdDSA peers (the signed identity assertion needs a public key): the tests' fixture key.
 ED_KEY="$PWD/tests/fixtures/ed25519.pem"
 
@@ -184,6 +185,20 @@ eddsa_config() {
   sed -e "s/:$AG\"/:$1\"/; s/:$AG_ADMIN\"/:$2\"/; s|authgate.db|$3.db|" \
       -e "s|^secret = .*|algorithm = \"EdDSA\"\nprivate_key_file = \"$ED_KEY\"|" \
       -e "s/^\[log\]/[identity]\n$4\n[log]/" "$work/authgate.toml"
+}
+
+# authgate.toml on other ports whose routes are a catch-all `/` (required, so the work is the same)
+# that alone takes /api/bench, and $4 - 1 other routes besides it: $1 port, $2 admin, $3 name.
+routes_config() {
+  python3 - "$work/authgate.toml" "$1" "$2" "$3" "$4" <<'EOF'
+import sys
+text, port, admin, name, n = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+head = text.split("[[routes]]")[0]
+head = head.replace(":18081\"", f":{port}\"").replace(":18091\"", f":{admin}\"").replace("authgate.db", f"{name}.db")
+routes = ['[[routes]]\nname = "all"\npath_prefix = "/"\nupstream = "app"\nauth = "required"\n']
+routes += [f'[[routes]]\nname = "r{i}"\npath_prefix = "/service-{i}/v1"\nupstream = "app"\n' for i in range(1, n)]
+print(head + "".join(routes))
+EOF
 }
 
 # The benchmark's access token signed with the EdDSA key (OpenSSL signs, Python frames it).

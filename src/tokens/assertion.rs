@@ -23,8 +23,10 @@ pub const LIFETIME: i64 = 60;
 /// while to check it (or a clock a little ahead) still sees it valid.
 pub const REUSE_MARGIN: i64 = 15;
 
-/// The cache key: the access token's `jti` and the upstream's index.
-type Key = (Box<str>, usize);
+/// The cache key: a hash of the access token's `jti` (randomly seeded; no allocation per
+/// request) and the upstream's index. A hit is used only for the same `sub`, so even a
+/// collision could only hand a user an assertion of their own.
+type Key = (u64, usize);
 
 /// The JOSE `typ` of an assertion, so no other token of ours passes for one (RFC 8725 §3.11).
 pub const TYP: &str = "authgate-assertion+jwt";
@@ -35,6 +37,7 @@ pub struct Assertions {
     issuer: String,
     /// The assertion, its `exp`, and the `sub` it was signed for (checked on every hit).
     cache: moka::sync::Cache<Key, (http::HeaderValue, i64, Box<str>), ahash::RandomState>,
+    jti_hash: ahash::RandomState,
 }
 
 fn now() -> i64 {
@@ -60,13 +63,14 @@ impl Assertions {
                 .max_capacity(cfg.verified_cache_entries.max(1000))
                 .time_to_live(Duration::from_secs((LIFETIME - REUSE_MARGIN) as u64))
                 .build_with_hasher(ahash::RandomState::new()),
+            jti_hash: ahash::RandomState::new(),
         })
     }
 
     /// The assertion for `claims` towards upstream `index` named `audience`: a cached one while
     /// it has more than [`REUSE_MARGIN`] seconds left, else a new one.
     pub fn get(&self, claims: &AccessClaims, index: usize, audience: &str) -> http::HeaderValue {
-        let key: Key = (claims.jti.as_str().into(), index);
+        let key: Key = (self.jti_hash.hash_one(claims.jti.as_str()), index);
         let t = now();
         if let Some((value, exp, sub)) = self.cache.get(&key) {
             if exp - REUSE_MARGIN > t && *sub == *claims.sub {
@@ -184,7 +188,7 @@ mod tests {
         assert_ne!(a.get(&claims("j2"), 0, "orders"), first, "another token");
         assert_ne!(a.get(&claims("j1"), 1, "orders"), first, "another upstream");
         // One close to its expiry is not handed out again.
-        let key: Key = ("j1".into(), 0);
+        let key: Key = (a.jti_hash.hash_one("j1"), 0);
         a.cache
             .insert(key, (first.clone(), now() + REUSE_MARGIN - 1, "42".into()));
         assert_ne!(a.get(&claims("j1"), 0, "orders"), first, "renewed");

@@ -18,6 +18,7 @@
 //! | `mod.rs` | the shared state, the per-request context, and the `ProxyHttp` hooks in order |
 //! | `admit.rs` | steps 1–3: admission, CSRF, the redirect to login, the gateway's own endpoints |
 //! | `forward_auth.rs` | the same decision for a request an edge proxy describes (nginx, Traefik, Envoy) |
+//! | `live.rs` | the configuration a request is served under, swapped whole on a reload |
 //! | `reply.rs` | the gateway's own answers, log-safe values, cookie stripping, host, error mapping |
 
 use std::net::{IpAddr, SocketAddr};
@@ -118,7 +119,7 @@ enum Step {
 pub struct RequestCtx {
     /// The configuration this request is served under, from start to end.
     live: Option<Arc<Live>>,
-    /// Index into `Gateway::router.routes()`.
+    /// Index into `live.router.routes()`.
     route: Option<usize>,
     /// Set only after the token verified.
     claims: Option<Arc<AccessClaims>>,

@@ -1,6 +1,7 @@
-//! Assembles the Pingora server from a validated [`Config`]: the proxy service on the public
-//! listener, one health-check service per upstream, the drain watcher, and the admin listener on
-//! the application runtime.
+//! Assembles the Pingora server from a validated [`Config`]: the store and what every
+//! configuration shares, the first [`Live`] configuration (its upstreams' health checks run on the
+//! application runtime), the proxy service on the public listener, the drain watcher, the
+//! reloader (`SIGHUP`, file watch) and the admin listener on the application runtime.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

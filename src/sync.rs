@@ -20,6 +20,29 @@ pub fn cutoff_horizon(access_ttl_seconds: i64, leeway_seconds: i64) -> i64 {
     access_ttl_seconds + leeway_seconds + 3600
 }
 
+/// Reads rows `(id, a, b)` page by page, each page after the last id of the one before, until a
+/// page is empty, handing every row's `a` and `b` to `apply`.
+async fn each_row<A, B, F, Fut>(
+    mut fetch: F,
+    mut apply: impl FnMut(&A, &B),
+) -> Result<(), StoreError>
+where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<(i64, A, B)>, StoreError>>,
+{
+    let mut after = 0;
+    loop {
+        let rows = fetch(after).await?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.0;
+        for (_, a, b) in &rows {
+            apply(a, b);
+        }
+    }
+}
+
 fn unix_now() -> i64 {
     jsonwebtoken::get_current_timestamp() as i64
 }
@@ -41,27 +64,18 @@ impl Synced {
     /// *before* loading, so whatever commits during the load is read by the sync.
     pub async fn load(&self) -> Result<SyncPoint, StoreError> {
         let point = self.store.sync_point().await?;
-        let mut cursor = 0;
-        loop {
-            let rows = self.store.revocations_since(cursor, unix_now()).await?;
-            let Some(last) = rows.last() else { break };
-            cursor = last.0;
-            for (_, jti, exp) in &rows {
-                self.revocations.revoke(jti, *exp);
-            }
-        }
-        let mut cursor = 0;
-        loop {
-            let rows = self
-                .store
-                .cutoffs_since(cursor, unix_now() - self.horizon.load(Ordering::Relaxed))
-                .await?;
-            let Some(last) = rows.last() else { break };
-            cursor = last.0;
-            for (_, user, at) in &rows {
+        each_row(
+            |after| self.store.revocations_since(after, unix_now()),
+            |jti, exp| self.revocations.revoke(jti, *exp),
+        )
+        .await?;
+        each_row(
+            |after| self.store.cutoffs_since(after, unix_now() - self.horizon()),
+            |user, at| {
                 self.cutoffs.cut(*user, *at);
-            }
-        }
+            },
+        )
+        .await?;
         self.gauges();
         tracing::info!(
             revoked = self.revocations.len(),
@@ -82,38 +96,27 @@ impl Synced {
 
     /// One sync pass: every revocation and cut-off from sync point `point` on, paged.
     async fn read_from(&self, point: SyncPoint) -> Result<(), StoreError> {
-        let mut after_id = 0;
-        loop {
-            let rows = self
-                .store
-                .revocations_from(point, after_id, unix_now())
-                .await?;
-            let Some(last) = rows.last() else { break };
-            after_id = last.0;
-            for (_, jti, exp) in &rows {
-                self.revocations.revoke(jti, *exp);
-            }
-        }
-        let mut after_id = 0;
-        loop {
-            let rows = self
-                .store
-                .cutoffs_from(
-                    point,
-                    after_id,
-                    unix_now() - self.horizon.load(Ordering::Relaxed),
-                )
-                .await?;
-            let Some(last) = rows.last() else {
-                return Ok(());
-            };
-            after_id = last.0;
-            for (_, user, at) in &rows {
+        each_row(
+            |after| self.store.revocations_from(point, after, unix_now()),
+            |jti, exp| self.revocations.revoke(jti, *exp),
+        )
+        .await?;
+        each_row(
+            |after| {
+                self.store
+                    .cutoffs_from(point, after, unix_now() - self.horizon())
+            },
+            |user, at| {
                 if self.cutoffs.cut(*user, *at) {
                     tracing::info!(user, "user cut-off picked up from the store");
                 }
-            }
-        }
+            },
+        )
+        .await
+    }
+
+    fn horizon(&self) -> i64 {
+        self.horizon.load(Ordering::Relaxed)
     }
 
     /// Every second: spooled cut-offs to the store (`lifecycle.rs`), then what other instances
@@ -131,8 +134,7 @@ impl Synced {
             if last_purge.elapsed() > Duration::from_secs(60) {
                 last_purge = Instant::now();
                 self.revocations.purge();
-                self.cutoffs
-                    .purge(unix_now() - self.horizon.load(Ordering::Relaxed));
+                self.cutoffs.purge(unix_now() - self.horizon());
                 self.gauges();
             }
             // The spool on its own, bounded: a cut-off the store refuses or a store that hangs
@@ -177,11 +179,7 @@ impl Synced {
                 let now = unix_now();
                 if let Err(e) = self
                     .store
-                    .prune(
-                        now,
-                        now - self.horizon.load(Ordering::Relaxed),
-                        now - 2 * EVENT_MAX_AGE,
-                    )
+                    .prune(now, now - self.horizon(), now - 2 * EVENT_MAX_AGE)
                     .await
                 {
                     tracing::warn!(error = %e, "pruning expired tokens failed");

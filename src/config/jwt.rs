@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use jsonwebtoken::{DecodingKey, EncodingKey};
 
-use super::reader::{env_int, env_or, Sec};
+use super::reader::{env_int, env_or, value_or_env, Sec};
 use super::{EnvLookup, Problem};
 
 /// The HS256 secret shipped in `config.toml`: a file that still holds it must not start.
@@ -146,19 +146,7 @@ fn read_previous_key(
     let algorithm = parse_algorithm(s, &s.nonempty_string("algorithm", "", p), p);
     match algorithm {
         JwtAlgorithm::HS256 => {
-            let var = s.string("secret_env", "", p);
-            let secret = if var.is_empty() {
-                s.string("secret", "", p)
-            } else {
-                env(&var).unwrap_or_else(|| {
-                    p.push(s.problem(
-                        "secret_env",
-                        format!("{var:?}"),
-                        format!("the environment variable {var} is not set"),
-                    ));
-                    String::new()
-                })
-            };
+            let secret = value_or_env(s, "secret", env, p);
             let keys = hs256_keys(s, &secret, p)?;
             Some(VerifyKey {
                 algorithm,

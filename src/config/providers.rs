@@ -14,7 +14,7 @@
 //! scopes = ["openid", "email", "profile"]
 //! ```
 
-use super::reader::{env_or, Sec};
+use super::reader::{env_or, value_or_env, Sec};
 use super::{EnvLookup, Problem};
 
 /// Kakao Login (`kind = "kakao"`, or the `[kakao]` section).
@@ -294,26 +294,6 @@ fn kakao_fields(
         jwks_url,
         admin_key,
         app_id,
-    })
-}
-
-/// `key`, or the environment variable `key_env` names (not both).
-fn value_or_env(s: &Sec<'_>, key: &str, env: EnvLookup<'_>, p: &mut Vec<Problem>) -> String {
-    let env_key = format!("{key}_env");
-    let var = s.string(&env_key, "", p);
-    if var.is_empty() {
-        return s.string(key, "", p);
-    }
-    if s.t.contains_key(key) {
-        p.push(s.problem(key, "(set)", format!("set {key} or {env_key}, not both")));
-    }
-    env(&var).unwrap_or_else(|| {
-        p.push(s.problem(
-            &env_key,
-            format!("{var:?}"),
-            format!("the environment variable {var} is not set"),
-        ));
-        String::new()
     })
 }
 

@@ -284,3 +284,28 @@ pub(super) fn edit_distance(a: &str, b: &str) -> usize {
     }
     prev[b.len()]
 }
+
+/// `key`, or the environment variable `key_env` names (not both).
+pub(super) fn value_or_env(
+    s: &Sec<'_>,
+    key: &str,
+    env: EnvLookup<'_>,
+    p: &mut Vec<Problem>,
+) -> String {
+    let env_key = format!("{key}_env");
+    let var = s.string(&env_key, "", p);
+    if var.is_empty() {
+        return s.string(key, "", p);
+    }
+    if s.t.contains_key(key) {
+        p.push(s.problem(key, "(set)", format!("set {key} or {env_key}, not both")));
+    }
+    env(&var).unwrap_or_else(|| {
+        p.push(s.problem(
+            &env_key,
+            format!("{var:?}"),
+            format!("the environment variable {var} is not set"),
+        ));
+        String::new()
+    })
+}

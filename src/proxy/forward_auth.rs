@@ -248,32 +248,7 @@ impl Gateway {
         live: &Live,
     ) -> Result<(), GatewayError> {
         let decided = self.question(session, ctx, mode, key, live).await;
-        let limited = match (&decided, ctx.route) {
-            (Ok(()), Some(route)) => match &ctx.claims {
-                Some(c) => live.limits.check_user(route, &c.sub),
-                None => live.limits.check_ip(route, key),
-            },
-            (
-                Err(
-                    GatewayError::Token(_)
-                    | GatewayError::MethodNotAllowed(_)
-                    | GatewayError::CsrfRejected,
-                ),
-                Some(route),
-            ) => live.limits.check_ip(route, key),
-            // Questions refused before any route: from anyone but the edge, malformed, unknown.
-            (
-                Err(
-                    GatewayError::UntrustedPeer
-                    | GatewayError::BadRequest(_)
-                    | GatewayError::BadTarget(_)
-                    | GatewayError::NoRoute,
-                ),
-                _,
-            ) => live.limits.check_unrouted(key),
-            _ => Ok(()),
-        };
-        limited?;
+        self.spend(live, decided.as_ref().map(|_| ()), ctx, key)?;
         decided
     }
 

@@ -84,6 +84,43 @@ impl Gateway {
         }
     }
 
+    /// The rate limit a decision spends, proxied or asked by forward-auth: on its route, a
+    /// verified user's budget per `sub`, anyone else's per client IP (anonymous, a refused token,
+    /// the wrong method, a CSRF refusal); refused before any route (malformed, unknown, from an
+    /// untrusted peer), the unrouted budget per IP.
+    fn spend(
+        &self,
+        live: &Live,
+        decided: std::result::Result<(), &GatewayError>,
+        ctx: &RequestCtx,
+        key: IpAddr,
+    ) -> std::result::Result<(), crate::limits::Exceeded> {
+        match (decided, ctx.route) {
+            (Ok(()), Some(route)) => match &ctx.claims {
+                Some(c) => live.limits.check_user(route, &c.sub),
+                None => live.limits.check_ip(route, key),
+            },
+            (
+                Err(
+                    GatewayError::Token(_)
+                    | GatewayError::MethodNotAllowed(_)
+                    | GatewayError::CsrfRejected,
+                ),
+                Some(route),
+            ) => live.limits.check_ip(route, key),
+            (
+                Err(
+                    GatewayError::UntrustedPeer
+                    | GatewayError::BadRequest(_)
+                    | GatewayError::BadTarget(_)
+                    | GatewayError::NoRoute,
+                ),
+                _,
+            ) => live.limits.check_unrouted(key),
+            _ => Ok(()),
+        }
+    }
+
     /// The signed identity assertion for this request's route and verified user, when the
     /// route asks for one.
     fn assertion(&self, live: &Live, ctx: &RequestCtx) -> Option<http::HeaderValue> {
@@ -241,22 +278,8 @@ impl ProxyHttp for Gateway {
             (Ok(Step::Api), _) => live.limits.check_auth(key),
             // Answered below with the limits of the route it asks about.
             (Ok(Step::ForwardAuth(_)), _) => Ok(()),
-            (Ok(Step::Proxy), Some(route)) => match &ctx.claims {
-                Some(c) => live.limits.check_user(route, &c.sub),
-                None => live.limits.check_ip(route, key),
-            },
-            (
-                Err(
-                    GatewayError::Token(_)
-                    | GatewayError::MethodNotAllowed(_)
-                    | GatewayError::CsrfRejected,
-                ),
-                Some(route),
-            ) => live.limits.check_ip(route, key),
-            (Err(GatewayError::BadTarget(_) | GatewayError::NoRoute), _) => {
-                live.limits.check_unrouted(key)
-            }
-            _ => Ok(()),
+            (Ok(Step::Proxy), _) => self.spend(&live, Ok(()), ctx, key),
+            (Err(e), _) => self.spend(&live, Err(e), ctx, key),
         };
         let err = match (admitted, limited) {
             (_, Err(exceeded)) => GatewayError::RateLimited(exceeded),

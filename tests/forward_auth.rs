@@ -413,6 +413,10 @@ async fn traefik_and_envoy_conventions_and_untrusted_peers() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.header("x-user-id").is_some() && r.header("x-authgate-assertion").is_some());
+    assert_eq!(
+        r.header("x-envoy-auth-headers-to-remove"),
+        Some("x-user-id,x-user-email,x-user-nickname,x-user-provider,x-authgate-assertion")
+    );
     assert_eq!(r.header("cache-control"), Some("no-store"));
     // A browser without a session: Traefik returns our 302 as it is.
     let r = ask(traefik("/web/home", "GET", &[("Accept", "text/html")]), fa).await;

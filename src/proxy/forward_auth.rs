@@ -96,7 +96,10 @@ fn is_https(headers: &http::HeaderMap) -> bool {
 type SplitUrl<'a> = (&'a [u8], &'a [u8], Vec<u8>);
 
 /// `scheme://authority/path?query` split. Only an absolute URL: with a path alone the host would
-/// come from a header the client can send through the edge.
+/// come from a header the client can send through the edge. The authority ends at the first `/`
+/// only, and the target must follow it (`$request_uri` always starts with `/`): a client's
+/// `Host: app.example?` would otherwise make `https://app.example?/admin` read as the target
+/// `/?/admin` while nginx forwards `/admin`; here its host `app.example?` is refused.
 fn split_url(url: &[u8]) -> Result<SplitUrl<'_>, GatewayError> {
     let bad = || {
         GatewayError::BadRequest(
@@ -108,21 +111,13 @@ fn split_url(url: &[u8]) -> Result<SplitUrl<'_>, GatewayError> {
     if !(scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https")) {
         return Err(bad());
     }
-    let end = rest
-        .iter()
-        .position(|&b| b == b'/' || b == b'?')
-        .unwrap_or(rest.len());
+    let end = rest.iter().position(|&b| b == b'/').ok_or_else(bad)?;
     let (authority, target) = (&rest[..end], &rest[end..]);
     // `user@host` is not a host a browser sends; `#` never reaches a server.
     if authority.contains(&b'@') {
         return Err(bad());
     }
-    let target = match target.first() {
-        None => b"/".to_vec(),
-        Some(b'?') => [b"/".as_slice(), target].concat(),
-        _ => target.to_vec(),
-    };
-    Ok((scheme, authority, target))
+    Ok((scheme, authority, target.to_vec()))
 }
 
 impl Gateway {
@@ -346,6 +341,15 @@ impl Gateway {
                 extra.push((name, cookie));
             }
         }
+        // Envoy copies only the headers an answer carries: a client's own `X-User-*` (anonymous
+        // on an optional route, or a nickname that cannot be a header) would reach the upstream.
+        // This asks Envoy to remove every identity header from the request first.
+        let remove = [&user_id, &email, &nickname, &provider, &assertion_name]
+            .map(|n| n.to_ascii_lowercase())
+            .join(",");
+        if mode == Mode::ForwardAuth {
+            extra.push(("x-envoy-auth-headers-to-remove", &remove));
+        }
         write_json(session, ctx, 200, b"{}".to_vec(), &extra).await
     }
 }
@@ -361,12 +365,14 @@ mod tests {
             (s, a, t.as_slice()),
             (&b"https"[..], &b"app.example:8443"[..], &b"/orders?x=1"[..])
         );
-        let (_, a, t) = split_url(b"http://app.example").unwrap();
-        assert_eq!((a, t.as_slice()), (&b"app.example"[..], &b"/"[..]));
-        let (_, _, t) = split_url(b"http://app.example?q").unwrap();
-        assert_eq!(t, b"/?q");
+        // The authority ends at `/` only: a `?` stays in it, and the host check refuses it.
+        let (_, a, t) = split_url(b"https://app.example?/admin").unwrap();
+        assert_eq!((a, t.as_slice()), (&b"app.example?"[..], &b"/admin"[..]));
+        assert!(check_host(a).is_err());
         for bad in [
-            &b"ftp://x/"[..],
+            &b"http://app.example"[..],
+            b"http://app.example?q",
+            b"ftp://x/",
             b"app.example/x",
             b"https://user@app.example/",
             b"",

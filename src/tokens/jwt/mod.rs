@@ -244,7 +244,11 @@ impl Verifier {
     pub fn verify_uncached(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {
         let claims = Arc::new(self.verify_signed(token)?);
         if let Some(cache) = &self.verified {
-            cache.insert(token.into(), claims.clone());
+            // Not if the key set changed while it verified: a reload that emptied the cache for
+            // new rules must not get an entry checked under the old ones.
+            if claims.verified_with.1 == self.keys.load().generation {
+                cache.insert(token.into(), claims.clone());
+            }
         }
         self.not_revoked(claims)
     }
@@ -336,6 +340,12 @@ impl Verifier {
         }
         if claims.jti.is_empty() || claims.sub.is_empty() {
             return Err(TokenError::Invalid("empty sub or jti".into()));
+        }
+        // We never issue ahead of time (a cut-off's next second at most): a token that claims
+        // to be from the future was minted elsewhere, and would outlive a cut-off of its user.
+        let leeway = self.keys.load().rules.2 as i64;
+        if claims.iat > jsonwebtoken::get_current_timestamp() as i64 + leeway + 1 {
+            return Err(TokenError::Invalid("iat is in the future".into()));
         }
         let value = |v: &Option<String>| {
             v.as_deref()

@@ -265,6 +265,17 @@ fn a_token_without_a_kid_follows_the_current_key_and_new_rules_empty_the_cache()
 }
 
 #[test]
+fn a_token_issued_in_the_future_is_refused() {
+    let v = verifier();
+    let mut ahead = claims();
+    ahead["iat"] = json!(now() + 3600);
+    assert!(matches!(
+        v.verify(&sign(jsonwebtoken::Algorithm::HS256, &ahead)),
+        Err(TokenError::Invalid(_))
+    ));
+}
+
+#[test]
 fn a_cut_off_refuses_the_users_older_tokens_cached_or_not_and_nobody_else() {
     let v = verifier();
     let mut old = claims();

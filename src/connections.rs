@@ -32,9 +32,12 @@ use async_trait::async_trait;
 use bytes::BytesMut;
 use ipnet::IpNet;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::listeners::tls::Acceptor;
 use pingora::prelude::fast_timeout::fast_timeout;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::Stream;
+use pingora::protocols::ALPN;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -192,22 +195,75 @@ impl Drop for Permit<'_> {
     }
 }
 
+/// The HTTPS listener: connections accepted on its port are TLS.
+pub struct TlsSide {
+    pub port: u16,
+    pub acceptor: Acceptor,
+}
+
 /// Pingora's HTTP application behind the connection rules above.
 pub struct Guarded<A> {
     app: Arc<A>,
     rules: ConnectionRules,
     counts: Counts,
     metrics: Arc<Metrics>,
+    tls: Option<TlsSide>,
 }
 
 impl<A> Guarded<A> {
-    pub fn new(app: A, rules: ConnectionRules, metrics: Arc<Metrics>) -> Guarded<A> {
+    pub fn new(
+        app: A,
+        rules: ConnectionRules,
+        metrics: Arc<Metrics>,
+        tls: Option<TlsSide>,
+    ) -> Guarded<A> {
         Guarded {
             app: Arc::new(app),
             rules,
             counts: Counts::new(),
             metrics,
+            tls,
         }
+    }
+
+    /// Whether `stream` came in on the HTTPS listener.
+    fn is_tls(&self, stream: &Stream) -> Option<&TlsSide> {
+        let tls = self.tls.as_ref()?;
+        let local = stream.get_socket_digest()?.local_addr()?.as_inet()?.port();
+        (local == tls.port).then_some(tls)
+    }
+
+    /// The TLS handshake, within the request-head deadline: a client that never finishes it
+    /// holds a permit no longer than one that never sends a head.
+    async fn handshake(&self, tls: &TlsSide, stream: Stream, deadline: Instant) -> Option<Stream> {
+        // Pingora's listener hands over its TCP stream boxed; the handshake wants it typed.
+        let tcp = match stream.into_any().downcast::<L4Stream>() {
+            Ok(tcp) => *tcp,
+            Err(_) => {
+                tracing::error!("a connection on the HTTPS listener is not a TCP stream");
+                return None;
+            }
+        };
+        let result = match within(deadline, tls.acceptor.tls_handshake(tcp)).await {
+            Some(Ok(stream)) => Ok(stream),
+            Some(Err(e)) => Err(("failed", e.to_string())),
+            None => Err((
+                "timeout",
+                "no handshake within server.client_header_timeout_ms".into(),
+            )),
+        };
+        let (label, stream) = match result {
+            Ok(s) => ("ok", Some(Box::new(s) as Stream)),
+            Err((label, why)) => {
+                tracing::debug!(result = label, error = %why, "TLS handshake failed");
+                (label, None)
+            }
+        };
+        self.metrics
+            .tls_handshakes
+            .with_label_values(&[label])
+            .inc();
+        stream
     }
 
     fn refused(&self, refusal: Refusal) {
@@ -246,6 +302,18 @@ where
         };
         self.metrics.open_connections.inc();
         let _open = OnDrop(|| self.metrics.open_connections.dec());
+        if let Some(tls) = self.is_tls(&stream) {
+            stream = self
+                .handshake(tls, stream, accepted + self.rules.header_timeout)
+                .await?;
+            // HTTP/2 is Pingora's own: the h2 library reads the frames (no text head to scan,
+            // and the framing smuggling is made of does not exist there), each stream goes
+            // through the same proxy pipeline, and an idle connection ends after
+            // `keepalive_timeout` (`h2_idle_timeout`).
+            if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+                return self.app.process_new(stream, shutdown).await;
+            }
+        }
         let mut carried: Option<HttpPersistentSettings> = None;
         let mut first = true;
         let mut idle = IdleTimer::default();

@@ -62,5 +62,6 @@ pub mod routes;
 pub mod server;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod tokens;
 pub mod upstreams;

@@ -84,6 +84,9 @@ fn main() -> ExitCode {
                     c.jwt.algorithm,
                     config::redact_url(&c.store.url),
                 );
+                for warning in authgate::config::warnings(&c) {
+                    println!("warning: {warning}");
+                }
                 ExitCode::SUCCESS
             }
             Err(problems) => {

@@ -27,10 +27,12 @@ pub struct Metrics {
     pub user_cutoffs_spooled: IntGauge,
     pub security_events: IntCounterVec,
     pub config_reloads: IntCounterVec,
-    pub config_info: prometheus::IntGaugeVec,
+    pub config_info: IntGaugeVec,
     pub provider_duration: HistogramVec,
     pub client_errors: IntCounterVec,
     pub open_connections: IntGauge,
+    pub tls_handshakes: IntCounterVec,
+    pub tls_cert_expiry: IntGaugeVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -46,6 +48,13 @@ impl Metrics {
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
             c
+        };
+        let gauges = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
         };
         let histogram = |name: &str, help: &str, labels: &[&str]| {
             let h = HistogramVec::new(
@@ -151,20 +160,21 @@ impl Metrics {
                 "Configuration reloads, by result (ok, invalid, failed).",
                 &["result"],
             ),
-            config_info: {
-                let g = prometheus::IntGaugeVec::new(
-                    prometheus::Opts::new(
-                        "authgate_config_info",
-                        "1 for the configuration being served, by a digest of its file.",
-                    ),
-                    &["hash"],
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("unique metric");
-                g
-            },
+            config_info: gauges(
+                "authgate_config_info",
+                "1 for the configuration being served, by a digest of its file.",
+                &["hash"],
+            ),
+            tls_handshakes: counter(
+                "authgate_tls_handshakes_total",
+                "TLS handshakes on server.tls_listen, by result (ok, failed, timeout).",
+                &["result"],
+            ),
+            tls_cert_expiry: gauges(
+                "authgate_tls_cert_expiry_timestamp_seconds",
+                "When each served certificate expires (Unix time), by name: default, or an SNI certificate's first server_name.",
+                &["name"],
+            ),
             provider_duration: histogram(
                 "authgate_provider_request_duration_seconds",
                 "Calls to the identity provider, by provider and endpoint.",

@@ -4,7 +4,8 @@
 //! built into a new [`Live`] and swapped in whole, with the verifier's keys and the log level,
 //! while requests in flight finish under the old one. An invalid one changes nothing and every
 //! problem is logged. Settings that need new sockets or threads (`[server]`, `[store]`,
-//! `log.format`) are reported as needing a restart and keep their running values.
+//! `log.format`) are reported as needing a restart and keep their running values; the HTTPS
+//! listener's certificates are read again on every reload (`tls::listener`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use sha2::Digest;
 
 use crate::config::{self, Config};
 use crate::proxy::{Live, Shared};
+use crate::tls::listener::Certs;
 
 /// What a reload did, as the admin listener and `authgate reload` report it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -44,6 +46,8 @@ pub struct Reloader {
     started: Config,
     /// One reload at a time.
     one: tokio::sync::Mutex<()>,
+    /// The HTTPS listener's certificates, read again on every reload.
+    certs: Option<Arc<Certs>>,
 }
 
 impl Reloader {
@@ -52,6 +56,7 @@ impl Reloader {
         live: Arc<ArcSwap<Live>>,
         shared: Shared,
         started: Config,
+        certs: Option<Arc<Certs>>,
     ) -> Reloader {
         Reloader {
             path,
@@ -59,6 +64,7 @@ impl Reloader {
             shared,
             started,
             one: tokio::sync::Mutex::new(()),
+            certs,
         }
     }
 
@@ -70,6 +76,9 @@ impl Reloader {
             ("server.listen", s.listen != n.listen),
             ("server.admin_listen", s.admin_listen != n.admin_listen),
             ("server.threads", s.threads != n.threads),
+            ("server.tls_listen", s.tls_listen != n.tls_listen),
+            // Turning TLS on or off needs the listener; new certificates do not.
+            ("server.tls", s.tls.is_some() != n.tls.is_some()),
         ] {
             if differs {
                 changed.push(key.to_string());
@@ -80,6 +89,7 @@ impl Reloader {
         let rest = |c: &config::ServerConfig| {
             let mut c = c.clone();
             (c.listen, c.admin_listen, c.threads) = (n.listen, n.admin_listen, n.threads);
+            (c.tls_listen, c.tls) = (n.tls_listen, n.tls.clone());
             format!("{c:?}")
         };
         if rest(s) != rest(n) {
@@ -153,6 +163,12 @@ impl Reloader {
             }
         };
         let needs_restart = self.needs_restart(&next);
+        // Certificates first: an unreadable one refuses the whole reload, as `check` would.
+        if let (Some(certs), Some(tls)) = (&self.certs, &next.server.tls) {
+            if let Err(e) = certs.reload(tls) {
+                return refused("failed", vec![format!("server.tls: {e}")]);
+            }
+        }
         let hash = hash(&text);
         let level = next.log.level.clone();
         let jwt = next.jwt.clone();

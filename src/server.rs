@@ -1,7 +1,8 @@
 //! Assembles the Pingora server from a validated [`Config`]: the store and what every
 //! configuration shares, the first [`Live`] configuration (its upstreams' health checks run on the
-//! application runtime), the proxy service on the public listener, the drain watcher, the
-//! reloader (`SIGHUP`, file watch) and the admin listener on the application runtime.
+//! application runtime), the proxy service on the public listener and the HTTPS one (its
+//! certificates watched), the drain watcher, the reloader (`SIGHUP`, file watch) and the admin
+//! listener on the application runtime.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,6 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::Acceptor;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -17,13 +20,14 @@ use arc_swap::ArcSwap;
 
 use crate::admin::{self, Readiness};
 use crate::config::{redact_url, Config};
-use crate::connections::{ConnectionRules, Guarded};
+use crate::connections::{ConnectionRules, Guarded, TlsSide};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Live, Shared};
 use crate::reload::{self, Reloader};
 use crate::store::Store;
 use crate::sync::{self, Synced};
+use crate::tls::listener::Certs;
 use crate::tokens::cutoff::Cutoffs;
 use crate::tokens::jwt::Verifier;
 use crate::tokens::revocation::Revocations;
@@ -88,6 +92,10 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
     // Fail with a clear message rather than a Pingora panic when the port is taken.
     std::net::TcpListener::bind(config.server.listen)
         .with_context(|| format!("cannot listen on server.listen = {}", config.server.listen))?;
+    if let Some(at) = config.server.tls_listen {
+        std::net::TcpListener::bind(at)
+            .with_context(|| format!("cannot listen on server.tls_listen = {at}"))?;
+    }
     let admin_listener = app
         .block_on(tokio::net::TcpListener::bind(config.server.admin_listen))
         .with_context(|| {
@@ -183,11 +191,23 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
     if config.providers.is_empty() {
         tracing::warn!("no identity provider ([kakao] client_id or [[providers]]): login routes are off, tokens are only verified");
     }
+    // The HTTPS listener's certificates: read again on reloads and when the files change.
+    let certs = match &config.server.tls {
+        None => None,
+        Some(tls) => {
+            let certs = Certs::new(tls, metrics.clone())
+                .map_err(anyhow::Error::msg)
+                .context("server.tls")?;
+            certs.watch(app.handle());
+            Some(certs)
+        }
+    };
     let reloader = Arc::new(Reloader::new(
         source.path.clone(),
         live.clone(),
         shared,
         config.clone(),
+        certs.clone(),
     ));
     reloader
         .on_sighup(app)
@@ -212,12 +232,26 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
         trusted_proxies: config.server.trusted_proxies.clone(),
     };
     warn_if_descriptors_short(config.server.max_connections);
-    let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(rules.keepalive_timeout);
+    proxy.server_options = Some(options);
+    let tls = match (&certs, config.server.tls_listen) {
+        (Some(certs), Some(at)) => Some(TlsSide {
+            port: at.port(),
+            acceptor: Acceptor::from_server_config(certs.server_config()),
+        }),
+        _ => None,
+    };
     let mut service = pingora::services::listening::Service::new(
         "authgate".into(),
-        Guarded::new(proxy, rules, metrics.clone()),
+        Guarded::new(proxy, rules, metrics.clone(), tls),
     );
     service.add_tcp(&config.server.listen.to_string());
+    if let Some(at) = config.server.tls_listen {
+        // Plain TCP to Pingora: the handshake is the connection layer's (`connections.rs`).
+        service.add_tcp(&at.to_string());
+    }
     server.add_service(service);
 
     let readiness = Arc::new(Readiness::new(live));
@@ -235,6 +269,7 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
 
     tracing::info!(
         listen = %config.server.listen,
+        tls_listen = ?config.server.tls_listen,
         admin = %config.server.admin_listen,
         routes = config.routes.len(),
         upstreams = config.upstreams.len(),

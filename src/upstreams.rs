@@ -1,5 +1,5 @@
 //! Upstream groups: one Pingora round-robin `LoadBalancer` per `[[upstreams]]` entry, with its
-//! health check, and the peer options (timeouts) requests to it use.
+//! health check, and the peer options (timeouts, TLS) requests to it use.
 //!
 //! The health checks run as tasks of the application runtime rather than as Pingora services,
 //! because a reload adds and removes upstreams while the server runs: an upstream's checks stop
@@ -17,6 +17,7 @@ use pingora::prelude::HttpPeer;
 use pingora::services::background::BackgroundService;
 
 use crate::config::UpstreamConfig;
+use crate::tls::upstream::PeerTls;
 
 pub struct Upstream {
     pub name: String,
@@ -41,7 +42,16 @@ impl Upstream {
         runtime: &tokio::runtime::Handle,
     ) -> std::io::Result<Arc<Upstream>> {
         let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(cfg.addrs.iter().copied())?;
+        let tls = match &cfg.tls {
+            None => None,
+            Some(t) => Some(PeerTls::new(t).map_err(std::io::Error::other)?),
+        };
+        if tls.as_ref().is_some_and(|t| !t.verifies()) {
+            tracing::warn!(upstream = %cfg.name,
+                "upstreams[].verify = false: this upstream's certificate is NOT verified; anyone on the path can read and alter its traffic, identity headers included");
+        }
         match &cfg.health_check_path {
+            // A TCP check says the backend is reachable; the TLS handshake is each request's.
             None => {
                 let mut hc = TcpHealthCheck::new();
                 hc.peer_template.options.connection_timeout =
@@ -49,11 +59,19 @@ impl Upstream {
                 lb.set_health_check(hc);
             }
             Some(path) => {
-                let mut hc = HttpHealthCheck::new("localhost", false);
+                // One check for every backend: it names the first one's host (or `sni`).
+                let host = match &tls {
+                    Some(t) => t.sni(&cfg.hosts[0]).to_string(),
+                    None => "localhost".to_string(),
+                };
+                let mut hc = HttpHealthCheck::new(&host, tls.is_some());
                 hc.req.set_uri(
                     path.parse()
                         .map_err(|e| std::io::Error::other(format!("health_check_path: {e}")))?,
                 );
+                if let Some(t) = &tls {
+                    t.apply(&mut hc.peer_template, false);
+                }
                 hc.peer_template.options.connection_timeout =
                     Some(Duration::from_millis(cfg.connect_timeout_ms));
                 lb.set_health_check(Box::new(hc));
@@ -70,7 +88,20 @@ impl Upstream {
             .get_backend()
             .iter()
             .map(|backend| {
-                let mut peer = HttpPeer::new(backend.clone(), false, String::new());
+                let host = backend
+                    .addr
+                    .as_inet()
+                    .and_then(|a| cfg.addrs.iter().position(|x| x == a))
+                    .map_or("", |i| cfg.hosts[i].as_str());
+                let mut peer = match &tls {
+                    None => HttpPeer::new(backend.clone(), false, String::new()),
+                    Some(t) => {
+                        let mut peer =
+                            HttpPeer::new(backend.clone(), true, t.sni(host).to_string());
+                        t.apply(&mut peer, cfg.h2);
+                        peer
+                    }
+                };
                 let o = &mut peer.options;
                 o.connection_timeout = Some(connect);
                 o.total_connection_timeout = Some(connect);

@@ -24,12 +24,14 @@ mod providers;
 mod reader;
 mod routes;
 mod server;
+mod tls;
 
 pub use auth::*;
 pub use jwt::*;
 pub use providers::*;
 pub use routes::*;
 pub use server::*;
+pub use tls::*;
 
 use reader::Sec;
 
@@ -74,6 +76,26 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// What `authgate check` points out in a valid configuration: certificates that expire within
+/// 14 days, upstreams whose certificates are not verified.
+pub fn warnings(c: &Config) -> Vec<String> {
+    let mut w: Vec<String> = c
+        .server
+        .tls
+        .as_ref()
+        .map(crate::tls::listener::expiry_warnings)
+        .unwrap_or_default();
+    for u in &c.upstreams {
+        if u.tls.as_ref().is_some_and(|t| !t.verify) {
+            w.push(format!(
+                "upstreams \"{}\": verify = false, its certificate is not checked: anyone on the path can read and alter its traffic",
+                u.name
+            ));
+        }
+    }
+    w
 }
 
 impl Config {
@@ -123,7 +145,7 @@ impl Config {
             &mut p,
         );
 
-        let server = read_server(&top.table("server", &mut p), &mut p);
+        let server = read_server(&top.table("server", &mut p), base_dir, &mut p);
         let jwt = read_jwt(&top.table("jwt", &mut p), base_dir, env, &mut p);
         let identity = read_identity(&top.table("identity", &mut p), &mut p);
         let auth = read_auth(&top.table("auth", &mut p), env, &mut p);
@@ -146,7 +168,7 @@ impl Config {
         let upstreams: Vec<UpstreamConfig> = top
             .array_of_tables("upstreams", &mut p)
             .iter()
-            .map(|s| read_upstream(s, &mut p))
+            .map(|s| read_upstream(s, base_dir, &mut p))
             .collect();
         let routes: Vec<RouteConfig> = top
             .array_of_tables("routes", &mut p)

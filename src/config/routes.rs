@@ -1,9 +1,11 @@
 //! `[[upstreams]]` and `[[routes]]`: backends, and which requests go where under which rules.
 
 use std::net::SocketAddr;
+use std::path::Path;
 
 use super::auth::{read_route_limit, Limit};
 use super::reader::Sec;
+use super::tls::{read_upstream_tls, UpstreamTls};
 use super::Problem;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +17,13 @@ pub struct UpstreamConfig {
     pub health_check_interval_ms: u64,
     pub connect_timeout_ms: u64,
     pub read_timeout_ms: u64,
+    /// Each address's host as written (`api.internal` of `api.internal:443`): the default TLS
+    /// name of that backend.
+    pub hosts: Vec<String>,
+    /// `tls = true`: HTTPS to every backend.
+    pub tls: Option<UpstreamTls>,
+    /// Offer HTTP/2 by ALPN (with `tls`); HTTP/1.1 when the upstream does not take it.
+    pub h2: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +59,7 @@ pub struct RouteConfig {
     pub assertion: Option<bool>,
 }
 
-pub(super) fn read_upstream(s: &Sec<'_>, p: &mut Vec<Problem>) -> UpstreamConfig {
+pub(super) fn read_upstream(s: &Sec<'_>, base: &Path, p: &mut Vec<Problem>) -> UpstreamConfig {
     s.only_keys(
         &[
             "name",
@@ -59,19 +68,27 @@ pub(super) fn read_upstream(s: &Sec<'_>, p: &mut Vec<Problem>) -> UpstreamConfig
             "health_check_interval_ms",
             "connect_timeout_ms",
             "read_timeout_ms",
+            "tls",
+            "sni",
+            "ca_file",
+            "client_cert_file",
+            "client_key_file",
+            "verify",
+            "h2",
         ],
         p,
     );
     let name = s.nonempty_string("name", "", p);
-    let addrs: Vec<SocketAddr> = s
+    let (addrs, hosts): (Vec<SocketAddr>, Vec<String>) = s
         .strings("addrs", &[], p)
         .into_iter()
         .filter_map(|a| {
             resolve_addr(&a)
+                .map(|addr| (addr, host_of(&a)))
                 .map_err(|fix| p.push(s.problem("addrs", format!("{a:?}"), fix)))
                 .ok()
         })
-        .collect();
+        .unzip();
     if addrs.is_empty()
         && s.t
             .get("addrs")
@@ -93,6 +110,7 @@ pub(super) fn read_upstream(s: &Sec<'_>, p: &mut Vec<Problem>) -> UpstreamConfig
             "use an absolute path such as \"/healthz\", or \"\" for a TCP check",
         ));
     }
+    let tls = read_upstream_tls(s, base, p);
     UpstreamConfig {
         name,
         addrs,
@@ -100,7 +118,28 @@ pub(super) fn read_upstream(s: &Sec<'_>, p: &mut Vec<Problem>) -> UpstreamConfig
         health_check_interval_ms: s.int("health_check_interval_ms", 2000, 100, 3_600_000, p),
         connect_timeout_ms: s.int("connect_timeout_ms", 1000, 1, 600_000, p),
         read_timeout_ms: s.int("read_timeout_ms", 30_000, 1, 3_600_000, p),
+        hosts,
+        h2: {
+            let h2 = s.bool("h2", false, p);
+            if h2 && tls.is_none() {
+                p.push(s.problem(
+                    "h2",
+                    "true without tls = true",
+                    "HTTP/2 to an upstream is negotiated by TLS ALPN: set tls = true as well",
+                ));
+            }
+            h2
+        },
+        tls,
     }
+}
+
+/// The host of `host:port` (`[v6]:port` without its brackets), lower-case.
+fn host_of(addr: &str) -> String {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase()
 }
 
 /// Resolves once at start-up: Pingora's peers must not resolve DNS on the request path.

@@ -30,9 +30,18 @@ pub struct ServerConfig {
     pub max_connections_per_ip: u32,
     /// Reload when the configuration file changes (besides `SIGHUP` and `POST /reload`).
     pub watch_config: bool,
+    /// The HTTPS listener (HTTP/2 and HTTP/1.1), beside `listen` (which may be
+    /// kept for a load balancer's plain HTTP, or firewalled).
+    pub tls_listen: Option<SocketAddr>,
+    /// Its certificates (`[server.tls]`); set exactly when `tls_listen` is.
+    pub tls: Option<super::TlsConfig>,
 }
 
-pub(super) fn read_server(s: &Sec<'_>, p: &mut Vec<Problem>) -> ServerConfig {
+pub(super) fn read_server(
+    s: &Sec<'_>,
+    base: &std::path::Path,
+    p: &mut Vec<Problem>,
+) -> ServerConfig {
     s.only_keys(
         &[
             "listen",
@@ -45,6 +54,8 @@ pub(super) fn read_server(s: &Sec<'_>, p: &mut Vec<Problem>) -> ServerConfig {
             "max_connections",
             "max_connections_per_ip",
             "watch_config",
+            "tls_listen",
+            "tls",
         ],
         p,
     );
@@ -56,6 +67,33 @@ pub(super) fn read_server(s: &Sec<'_>, p: &mut Vec<Problem>) -> ServerConfig {
             admin_listen.to_string(),
             "must differ from server.listen: the admin endpoints are never served on the public listener",
         ));
+    }
+    let tls_listen =
+        s.t.contains_key("tls_listen")
+            .then(|| s.socket_addr("tls_listen", "0.0.0.0:8443", p));
+    let tls =
+        s.t.contains_key("tls")
+            .then(|| super::tls::read_tls(&s.table("tls", p), base, p))
+            .flatten();
+    match (tls_listen, s.t.contains_key("tls")) {
+        (Some(at), _) if at.port() == listen.port() || at == admin_listen => {
+            p.push(s.problem(
+                "tls_listen",
+                at.to_string(),
+                "must use a port of its own, apart from server.listen and server.admin_listen",
+            ));
+        }
+        (Some(at), false) => p.push(s.problem(
+            "tls_listen",
+            at.to_string(),
+            "needs its certificate: add [server.tls] with cert_file and key_file",
+        )),
+        (None, true) => p.push(s.problem(
+            "tls",
+            "(set)",
+            "certificates without an HTTPS listener: add server.tls_listen = \"0.0.0.0:8443\"",
+        )),
+        _ => {}
     }
     let threads = s.int("threads", 2, 1, 256, p) as usize;
     let grace_period_seconds = s.int("grace_period_seconds", 10, 0, 3600, p);
@@ -85,6 +123,8 @@ pub(super) fn read_server(s: &Sec<'_>, p: &mut Vec<Problem>) -> ServerConfig {
         max_connections: s.int("max_connections", 8192, 1, 1_000_000, p) as usize,
         max_connections_per_ip: s.int("max_connections_per_ip", 256, 1, 1_000_000, p) as u32,
         watch_config: s.bool("watch_config", false, p),
+        tls: tls.filter(|_| tls_listen.is_some()),
+        tls_listen,
     }
 }
 

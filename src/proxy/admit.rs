@@ -66,10 +66,7 @@ impl Gateway {
             method: &req.method,
             path,
             host,
-            authority: req
-                .headers
-                .get(http::header::HOST)
-                .map_or(host, |h| h.as_bytes()),
+            authority: request_authority(req)?,
             headers: &req.headers,
         };
         self.decide(&original, ctx, key, live).await?;

@@ -53,7 +53,9 @@ pub use live::{Live, Shared};
 
 pub use forward_auth::Paths as ForwardAuthPaths;
 pub use reply::loggable;
-use reply::{answer_error, classify, request_host, strip_session_cookies, write_json};
+use reply::{
+    answer_error, classify, request_authority, request_host, strip_session_cookies, write_json,
+};
 
 /// Everything the pipeline needs, shared by all workers: the swappable configuration
 /// ([`Live`], `live.rs`) and what does not change while the server runs.
@@ -173,7 +175,8 @@ pub struct RequestCtx {
     /// The socket peer, and whether it is a trusted proxy: looked up once per request.
     peer: Option<IpAddr>,
     peer_trusted: bool,
-    /// The client reached us over https (a trusted proxy said so): cookie names and `Secure`.
+    /// The client reached us over https (our TLS listener, or a trusted proxy said so): cookie
+    /// names, `Secure`, `X-Forwarded-Proto`.
     secure: bool,
     /// From the socket peer and trusted proxies only (`identity::client`).
     client_ip: Option<IpAddr>,
@@ -248,17 +251,19 @@ impl ProxyHttp for Gateway {
         let client_ip = client.ip;
         ctx.client_ip = Some(client_ip);
         ctx.forwarded_for = Some(client.forwarded_for);
-        // The scheme the nearest trusted proxy reports: the last value of the last header (one
+        // Over TLS on our own listener the client is on https whoever it is; otherwise the
+        // scheme the nearest trusted proxy reports: the last value of the last header (one
         // further left came from further away, possibly from the client itself).
-        ctx.secure = ctx.peer_trusted
-            && session
-                .req_header()
-                .headers
-                .get_all(&X_FORWARDED_PROTO)
-                .iter()
-                .next_back()
-                .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
-                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"https"));
+        ctx.secure = session.digest().is_some_and(|d| d.ssl_digest.is_some())
+            || ctx.peer_trusted
+                && session
+                    .req_header()
+                    .headers
+                    .get_all(&X_FORWARDED_PROTO)
+                    .iter()
+                    .next_back()
+                    .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+                    .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"https"));
         let key = identity::rate_key(client_ip);
         let live = ctx.live();
         let admitted = self.admit(session, ctx, key, &live).await;

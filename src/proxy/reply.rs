@@ -83,27 +83,34 @@ pub fn loggable(bytes: &[u8]) -> String {
 pub(super) fn strip_session_cookies(up: &mut RequestHeader) -> Result<()> {
     let ours = cookies::is_ours;
     let cookies = up.headers.get_all(http::header::COOKIE);
-    // Most requests carry none of ours: check without copying anything.
+    // Most requests carry none of ours in one header: check without copying anything.
     let stripped: Vec<Option<Vec<u8>>> = cookies
         .iter()
         .map(|v| crate::cookies::without(v.as_bytes(), ours))
         .collect();
-    if stripped.iter().all(Option::is_none) {
+    if stripped.len() < 2 && stripped.iter().all(Option::is_none) {
         return Ok(());
     }
-    let kept: Vec<http::HeaderValue> = cookies
-        .iter()
-        .zip(stripped)
-        .filter_map(|(original, stripped)| match stripped {
-            None => Some(original.clone()),
-            Some(v) if v.is_empty() => None,
-            // Bytes of a valid header value with some pairs taken out are still valid.
-            Some(v) => http::HeaderValue::from_bytes(&v).ok(),
-        })
-        .collect();
+    // What is left goes upstream as one header: HTTP/2 clients split cookies into several
+    // fields, which must be joined with "; " for an HTTP/1.1 upstream (RFC 9113 §8.2.3), and an
+    // upstream that reads only the first `Cookie` line would miss the rest.
+    let mut joined: Vec<u8> = Vec::new();
+    for (original, stripped) in cookies.iter().zip(stripped) {
+        let kept = stripped.unwrap_or_else(|| original.as_bytes().to_vec());
+        if kept.is_empty() {
+            continue;
+        }
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(&kept);
+    }
     up.remove_header("cookie");
-    for value in kept {
-        up.append_header("cookie", value)?;
+    // Bytes of valid header values with some pairs taken out, joined by "; ", are still valid.
+    if let Ok(value) = http::HeaderValue::from_bytes(&joined) {
+        if !joined.is_empty() {
+            up.append_header("cookie", value)?;
+        }
     }
     Ok(())
 }
@@ -113,14 +120,24 @@ pub(super) fn strip_session_cookies(up: &mut RequestHeader) -> Result<()> {
 /// 9112 §3.2): an upstream would serve its default virtual host, which a host route cannot
 /// protect. So are two `Host` headers: the upstream might read the other one.
 pub(super) fn request_host(req: &RequestHeader) -> Result<&[u8], GatewayError> {
+    request_authority(req).and_then(|a| Ok(check_host(a)?))
+}
+
+/// The authority the request names, as the client wrote it. An HTTP/2 request names it in
+/// `:authority`, and Pingora forwards that as the upstream's `Host` whatever `Host` says, so a
+/// `Host` beside it must say the same (RFC 9113 §8.3.1 lets a server refuse the pair), or the
+/// route would be chosen by one host and the request delivered to the other. An HTTP/1.1
+/// request names it in its one `Host` (an absolute-form target is refused by the target check).
+pub(super) fn request_authority(req: &RequestHeader) -> Result<&[u8], GatewayError> {
     let mut hosts = req.headers.get_all(http::header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(h), None) => Ok(check_host(h.as_bytes())?),
-        (None, _) => match req.uri.authority() {
-            Some(a) => Ok(check_host(a.as_str().as_bytes())?),
-            None => Err(TargetError::BadHost.into()),
-        },
-        (Some(_), Some(_)) => Err(TargetError::BadHost.into()),
+    let host = match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => return Err(TargetError::BadHost.into()),
+        (h, None) => h.map(|h| h.as_bytes()),
+    };
+    match (req.uri.authority().map(|a| a.as_str().as_bytes()), host) {
+        (Some(a), Some(h)) if a != h => Err(TargetError::BadHost.into()),
+        (Some(a), _) | (None, Some(a)) => Ok(a),
+        (None, None) => Err(TargetError::BadHost.into()),
     }
 }
 

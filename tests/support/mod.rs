@@ -14,6 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+pub mod pki;
+
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 
 pub fn bin() -> &'static str {
@@ -290,7 +292,11 @@ impl Gateway {
 
     /// On a chosen address (one a fake provider already redirects to).
     pub async fn start_at(addr: SocketAddr, rest: &str) -> Gateway {
-        Self::try_start(addr, rest, "grace_period_seconds = 1")
+        Self::start_at_with(addr, rest, "grace_period_seconds = 1").await
+    }
+
+    pub async fn start_at_with(addr: SocketAddr, rest: &str, server_extra: &str) -> Gateway {
+        Self::try_start(addr, rest, server_extra)
             .await
             .unwrap_or_else(|| panic!("authgate did not start on {addr}"))
     }

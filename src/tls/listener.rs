@@ -1,0 +1,213 @@
+//! The HTTPS listener's certificates: the default one and those chosen by SNI, held behind an
+//! [`ArcSwap`] so a renewed certificate is served to the next handshake while connections
+//! already open keep theirs. They are read again on every configuration reload (`SIGHUP`,
+//! `POST /reload`) and whenever the files change on disk (checked every few seconds), so a
+//! renewal by certbot or cert-manager needs no restart and no signal.
+//!
+//! The handshake itself runs in the connection layer (`connections.rs`), after the connection
+//! caps and within the request-head timeout, and is counted there.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use sha2::Digest;
+
+use super::{format_time, load_pair, now};
+use crate::config::TlsConfig;
+use crate::metrics::Metrics;
+
+/// A warning is due when a certificate has less than this left.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
+/// How often the certificate files are looked at for a renewal.
+pub const WATCH_EVERY: Duration = Duration::from_secs(5);
+
+/// The certificates served at one moment.
+struct CertSet {
+    default: Arc<CertifiedKey>,
+    /// Exact names first, then wildcards (`*.example.com` kept as `.example.com`).
+    exact: Vec<(String, Arc<CertifiedKey>)>,
+    wildcard: Vec<(String, Arc<CertifiedKey>)>,
+}
+
+impl CertSet {
+    /// Loads every pair; also returns each gauge label with its expiry.
+    fn load(cfg: &TlsConfig) -> Result<(CertSet, Vec<(String, i64)>), String> {
+        let mut expiry = Vec::new();
+        let default = load_pair(&cfg.default.cert_file, &cfg.default.key_file)?;
+        expiry.push(("default".to_string(), default.not_after));
+        let (mut exact, mut wildcard) = (Vec::new(), Vec::new());
+        for c in &cfg.certs {
+            let loaded = load_pair(&c.pair.cert_file, &c.pair.key_file)?;
+            expiry.push((c.server_names[0].clone(), loaded.not_after));
+            for n in &c.server_names {
+                match n.strip_prefix('*') {
+                    Some(suffix) => wildcard.push((suffix.to_string(), loaded.key.clone())),
+                    None => exact.push((n.clone(), loaded.key.clone())),
+                }
+            }
+        }
+        Ok((
+            CertSet {
+                default: default.key,
+                exact,
+                wildcard,
+            },
+            expiry,
+        ))
+    }
+
+    /// The certificate for a client that asked for `sni` (none: an IP address was dialled).
+    fn pick(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
+        let Some(sni) = sni else {
+            return self.default.clone();
+        };
+        let sni = sni.trim_end_matches('.').to_ascii_lowercase();
+        if let Some((_, k)) = self.exact.iter().find(|(n, _)| *n == sni) {
+            return k.clone();
+        }
+        if let Some((_, rest)) = sni.split_once('.') {
+            let suffix = &sni[sni.len() - rest.len() - 1..];
+            if let Some((_, k)) = self.wildcard.iter().find(|(s, _)| s == suffix) {
+                return k.clone();
+            }
+        }
+        self.default.clone()
+    }
+}
+
+/// The served certificates and where they come from.
+pub struct Certs {
+    set: ArcSwap<CertSet>,
+    /// The configuration they were read by (a reload may name other files).
+    config: Mutex<TlsConfig>,
+    /// A digest of the files' contents when last read, so the watch reloads only on a change.
+    read: Mutex<String>,
+    metrics: Arc<Metrics>,
+}
+
+/// A digest of every file a TLS configuration names (missing files count as empty).
+fn fingerprint(cfg: &TlsConfig) -> String {
+    let mut d = sha2::Sha256::new();
+    for (_, pair) in cfg.pairs() {
+        for path in [&pair.cert_file, &pair.key_file] {
+            d.update(std::fs::read(path).unwrap_or_default());
+            d.update([0]);
+        }
+    }
+    d.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Certs {
+    pub fn new(cfg: &TlsConfig, metrics: Arc<Metrics>) -> Result<Arc<Certs>, String> {
+        let read = fingerprint(cfg);
+        let (set, expiry) = CertSet::load(cfg)?;
+        let certs = Certs {
+            set: ArcSwap::from_pointee(set),
+            config: Mutex::new(cfg.clone()),
+            read: Mutex::new(read),
+            metrics,
+        };
+        certs.publish(&expiry);
+        Ok(Arc::new(certs))
+    }
+
+    fn publish(&self, expiry: &[(String, i64)]) {
+        let gauge = &self.metrics.tls_cert_expiry;
+        gauge.reset();
+        for (name, at) in expiry {
+            gauge.with_label_values(&[name]).set(*at);
+            if *at - now() < EXPIRY_WARNING.as_secs() as i64 {
+                tracing::warn!(certificate = %name, expires = %format_time(*at),
+                    "a served TLS certificate expires within 14 days: renew it");
+            }
+        }
+    }
+
+    /// Reads the certificates `cfg` names and serves them to the next handshakes. On an error
+    /// the ones being served stay.
+    pub fn reload(&self, cfg: &TlsConfig) -> Result<(), String> {
+        let read = fingerprint(cfg);
+        let (set, expiry) = CertSet::load(cfg)?;
+        self.set.store(Arc::new(set));
+        *self.config.lock().expect("not poisoned") = cfg.clone();
+        *self.read.lock().expect("not poisoned") = read;
+        self.publish(&expiry);
+        Ok(())
+    }
+
+    /// The rustls configuration of the HTTPS listener: TLS 1.2 and 1.3, HTTP/2 preferred over
+    /// HTTP/1.1 by ALPN, certificates from `self` at each handshake.
+    pub fn server_config(self: &Arc<Self>) -> Arc<ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+            .expect("ring supports TLS 1.2 and 1.3")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Resolver(self.clone())));
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+
+    /// Looks at the files every [`WATCH_EVERY`] and reloads them when their content changed. A
+    /// half-written renewal (a new certificate beside the old key) is refused once, logged, and
+    /// tried again on the next change.
+    pub fn watch(self: &Arc<Self>, runtime: &tokio::runtime::Handle) {
+        let me = self.clone();
+        runtime.spawn(async move {
+            let mut tried = String::new();
+            let mut tick = tokio::time::interval(WATCH_EVERY);
+            loop {
+                tick.tick().await;
+                let cfg = me.config.lock().expect("not poisoned").clone();
+                let now = fingerprint(&cfg);
+                if now == tried || now == *me.read.lock().expect("not poisoned") {
+                    continue;
+                }
+                tried = now;
+                match me.reload(&cfg) {
+                    Ok(()) => tracing::info!("TLS certificates changed on disk: now serving them"),
+                    Err(e) => tracing::error!(problem = %e,
+                        "TLS certificates changed on disk but cannot be served: still serving the previous ones"),
+                }
+            }
+        });
+    }
+}
+
+/// Warnings for `authgate check`: certificates that expire within 14 days.
+pub fn expiry_warnings(cfg: &TlsConfig) -> Vec<String> {
+    cfg.pairs()
+        .filter_map(|(name, pair)| {
+            let loaded = load_pair(&pair.cert_file, &pair.key_file).ok()?;
+            (loaded.not_after - now() < EXPIRY_WARNING.as_secs() as i64).then(|| {
+                format!(
+                    "server.tls: the {name} certificate ({}) expires at {}, within 14 days: renew it",
+                    pair.cert_file.display(),
+                    format_time(loaded.not_after)
+                )
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug)]
+struct Resolver(Arc<Certs>);
+
+impl std::fmt::Debug for Certs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Certs")
+    }
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.set.load().pick(hello.server_name()))
+    }
+}

@@ -13,7 +13,10 @@
 //! logging.rs     the tracing subscriber; its level follows reloads
 //! sync.rs        revocations and user cut-offs: start-up load, every-second sync from the store, pruning
 //! lifecycle.rs   ending every session of a user (Kakao's webhooks, operators): store first, a spool while it is down
-//! connections.rs our ServerApp around Pingora's: connection caps, request-head and keep-alive timeouts, framing checks
+//! connections/   our ServerApp around Pingora's: mod.rs (connection caps, the loop over requests), head.rs (request-head
+//!                and keep-alive timeouts, framing checks), tls.rs (the TLS handshake, the HTTP/2 preface deadline)
+//! tls/           mod.rs (PEM chains and keys, names a certificate covers), listener.rs (SNI certificates swapped on
+//!                reload and file change, expiry), upstream.rs (TLS settings of upstream peers)
 //! proxy/         impl ProxyHttp: the request pipeline; the only module that touches Session:
 //!                mod.rs (the hooks in order), admit.rs (steps 1-3, CSRF, login redirect), reply.rs (our own answers),
 //!                forward_auth.rs (the same decision for nginx auth_request, Traefik, Envoy),
@@ -30,7 +33,7 @@
 //!                (id_token checks, JWKS cache), set.rs (Kakao's security event tokens), http.rs (shared client);
 //!                fakes: mock.rs + mock_webhooks.rs (Kakao), fake_oidc.rs, fake_naver.rs
 //! store/         users, refresh tokens, revocations, cut-offs over sqlx Any (SQLite default, PostgreSQL)
-//! upstreams.rs   one Pingora LoadBalancer per upstream group, health checks, peer timeouts
+//! upstreams.rs   one Pingora LoadBalancer per upstream group, health checks, peer timeouts and TLS
 //! limits.rs      governor limiters per client IP / user, with pruning
 //! metrics.rs     every Prometheus metric, in one registry
 //! admin.rs       /healthz, /readyz, /metrics, POST /users/{id}/revoke and POST /reload on the admin listener
@@ -38,8 +41,10 @@
 //! demo.rs        the `authgate dev` demo upstream that shows the headers it received
 //! ```
 //! Dependencies point one way: `main -> server -> {connections, admin -> reload, sync} -> proxy -> {api, lifecycle} ->
-//! {routes, identity, cookies, tokens, upstreams, limits, metrics, error} -> {providers, store} -> config`.
-//! Only `server.rs`, `connections.rs`, `proxy/` and `upstreams.rs` name Pingora types; `api`, `providers` and `store` run on the application
+//! {routes, identity, cookies, tokens, upstreams, limits, metrics, error} -> {providers, store} -> config -> tls`
+//! (`config` reads certificate files through `tls`; `tls::listener` and `tls::upstream` are used by `server`,
+//! `reload` and `upstreams`). Only `server.rs`, `connections/`, `proxy/`, `upstreams.rs` and
+//! `tls/upstream.rs` name Pingora types; `api`, `providers` and `store` run on the application
 //! runtime (see `server.rs`).
 
 pub mod admin;

@@ -19,8 +19,12 @@ fn filter(level: &str) -> EnvFilter {
     // `pingora_proxy` is off: every failure it reports per request, `fail_to_proxy` logs
     // itself (a client's own at debug), and its remaining lines are client-triggered
     // ("failed to send error response", "Error finish sending body"): one ERROR per
-    // connection that anyone could write at will.
-    EnvFilter::new(format!("warn,pingora_proxy=off,authgate={level}"))
+    // connection that anyone could write at will. So is `pingora_core::apps`'s "H2 handshake
+    // error" for every HTTP/2 client that never sends its preface (the connection layer counts
+    // and bounds those).
+    EnvFilter::new(format!(
+        "warn,pingora_proxy=off,pingora_core::apps=off,authgate={level}"
+    ))
 }
 
 /// Installs the process's subscriber (once; `main` calls it).

@@ -65,6 +65,18 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Check { config } => match Config::load(&config, &config::process_env) {
+            Ok(c) if !config::expired(&c).is_empty() => {
+                let expired = config::expired(&c);
+                println!(
+                    "{}: {} certificate problem(s):",
+                    config.display(),
+                    expired.len()
+                );
+                for e in expired {
+                    println!("  - {e}");
+                }
+                ExitCode::from(2)
+            }
             Ok(c) => {
                 let login = if c.providers.is_empty() {
                     "login off (no [kakao] client_id, no [[providers]])".to_string()

@@ -401,6 +401,10 @@ mod tests {
             .with_label_values(&["kakao", "token"])
             .observe(0.1);
         m.client_errors.with_label_values(&["header_timeout"]).inc();
+        m.tls_handshakes.with_label_values(&["ok"]).inc();
+        m.tls_cert_expiry
+            .with_label_values(&["default"])
+            .set(1_800_000_000);
         m.user_cutoffs.with_label_values(&["unlink"]).inc();
         m.security_events
             .with_label_values(&["unlink", "cut_off"])

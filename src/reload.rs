@@ -163,12 +163,15 @@ impl Reloader {
             }
         };
         let needs_restart = self.needs_restart(&next);
-        // Certificates first: an unreadable one refuses the whole reload, as `check` would.
-        if let (Some(certs), Some(tls)) = (&self.certs, &next.server.tls) {
-            if let Err(e) = certs.reload(tls) {
-                return refused("failed", vec![format!("server.tls: {e}")]);
-            }
-        }
+        // Certificates are read before anything is built (an unreadable one refuses the whole
+        // reload) and served only once the rest is built too.
+        let certs = match (&self.certs, &next.server.tls) {
+            (Some(_), Some(tls)) => match Certs::prepare(tls) {
+                Ok(p) => Some(p),
+                Err(e) => return refused("failed", vec![format!("server.tls: {e}")]),
+            },
+            _ => None,
+        };
         let hash = hash(&text);
         let level = next.log.level.clone();
         let jwt = next.jwt.clone();
@@ -187,6 +190,9 @@ impl Reloader {
         // Keys first: tokens the new generation issues verify from the moment it serves.
         self.shared.verifier.set_keys(&jwt);
         self.live.store(Arc::new(live));
+        if let (Some(served), Some(prepared)) = (&self.certs, certs) {
+            served.install(prepared);
+        }
         crate::logging::set_level(&level);
         Outcome {
             result: "ok",

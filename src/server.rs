@@ -222,7 +222,7 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
         trusted_proxies: config.server.trusted_proxies.clone(),
         metrics: metrics.clone(),
     };
-    // Pingora's HTTP application behind our connection rules (`connections.rs`): caps, the
+    // Pingora's HTTP application behind our connection rules (`connections/`): caps, the
     // request-head and keep-alive timeouts, framing checks.
     let rules = ConnectionRules {
         header_timeout: Duration::from_millis(config.server.client_header_timeout_ms),
@@ -249,7 +249,7 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
     );
     service.add_tcp(&config.server.listen.to_string());
     if let Some(at) = config.server.tls_listen {
-        // Plain TCP to Pingora: the handshake is the connection layer's (`connections.rs`).
+        // Plain TCP to Pingora: the handshake is the connection layer's (`connections/tls.rs`).
         service.add_tcp(&at.to_string());
     }
     server.add_service(service);

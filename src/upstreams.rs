@@ -88,17 +88,22 @@ impl Upstream {
             .get_backend()
             .iter()
             .map(|backend| {
-                let host = backend
-                    .addr
-                    .as_inet()
+                // Never empty: Pingora verifies nothing for a peer without a name.
+                let inet = backend.addr.as_inet();
+                let host = inet
                     .and_then(|a| cfg.addrs.iter().position(|x| x == a))
-                    .map_or("", |i| cfg.hosts[i].as_str());
+                    .map(|i| cfg.hosts[i].clone())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| inet.map_or("localhost".into(), |a| a.ip().to_string()));
                 let mut peer = match &tls {
                     None => HttpPeer::new(backend.clone(), false, String::new()),
                     Some(t) => {
                         let mut peer =
-                            HttpPeer::new(backend.clone(), true, t.sni(host).to_string());
+                            HttpPeer::new(backend.clone(), true, t.sni(&host).to_string());
                         t.apply(&mut peer, cfg.h2);
+                        // Pingora's connection pool does not tell peers apart by their CA or
+                        // verification: two upstreams on one address must not share connections.
+                        peer.group_key = group_key(cfg);
                         peer
                     }
                 };
@@ -148,6 +153,15 @@ impl Upstream {
             })
             .map(|(_, peer)| peer.clone())
     }
+}
+
+/// A pool key of this upstream's own and of its TLS settings: a reload that changes them
+/// must not reuse connections verified under the old ones.
+fn group_key(cfg: &UpstreamConfig) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&cfg.name, format!("{:?}", cfg.tls)).hash(&mut h);
+    h.finish()
 }
 
 impl Drop for Upstream {

@@ -10,7 +10,7 @@
 //! Journeys: the `authgate dev` demo click-through; an access cookie that expires (a one-minute
 //! TTL) and a reload that refreshes transparently; five parallel loads after expiry; the
 //! upstream down during a refresh, then up; logout after expiry; the seed's `kakaoAuth.js` in a
-//! page; a cross-origin form POST refused.
+//! page; a cross-origin form POST refused; signing in and refreshing over HTTPS and HTTP/2.
 
 mod support;
 
@@ -83,6 +83,8 @@ async fn browser() -> Browser {
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-quic", "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--disable-extensions",
+                // The HTTPS journey's certificate comes from a CA made in the test.
+                "--ignore-certificate-errors",
                 format!("--user-data-dir={}", profile.path().display()),
             ],
         }),
@@ -135,6 +137,18 @@ impl Browser {
     /// Replaces a cookie's value, keeping everything else the gateway set (HttpOnly, path,
     /// SameSite).
     async fn set_cookie(&self, name: &str, value: &str) {
+        if name.starts_with("__Host-") {
+            // WebDriver's add-cookie always gives a domain, which a `__Host-` cookie may not
+            // carry: set it through Chromium's DevTools protocol instead, as the gateway does.
+            let url = self.current_url().await.unwrap();
+            let cmd = Cdp(json!({"cmd": "Network.setCookie", "params": {
+                "name": name, "value": value, "url": url.origin().ascii_serialization(),
+                "path": "/", "secure": true, "httpOnly": true, "sameSite": "Lax"
+            }}));
+            let done = self.issue_cmd(cmd).await.unwrap();
+            assert_eq!(done["success"], true, "{done}");
+            return;
+        }
         let mut c = self.get_named_cookie(name).await.unwrap();
         c.set_value(value.to_string());
         self.delete_cookie(name).await.unwrap();
@@ -148,6 +162,27 @@ impl Browser {
              (async () => {{ {script} }})().then(done, e => done({{error: String(e)}}));"
         );
         self.execute_async(&wrapped, vec![]).await.unwrap()
+    }
+}
+
+/// A Chromium DevTools command through chromedriver (`goog/cdp/execute`).
+#[derive(Debug)]
+struct Cdp(Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or("")
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.0.to_string()))
     }
 }
 
@@ -222,15 +257,47 @@ struct Site {
     gw: Gateway,
     app: Upstream,
     fake: FakeKakao,
+    /// `http://127.0.0.1:port`, or `https://localhost:port` for [`site_over_https`].
+    origin: String,
+    _certs: Option<tempfile::TempDir>,
 }
 
 const BROWSER_FLOW: &str = "/api/auth/kakao/callback";
 
 /// `callback` is the redirect URI's path: the gateway's browser flow, or an SPA's own page.
 async fn site(jwt_extra: &str, auth_extra: &str, callback: &str) -> Site {
+    site_on(jwt_extra, auth_extra, callback, false).await
+}
+
+/// A [`site`] whose browser uses the gateway's HTTPS listener (HTTP/2 by ALPN).
+async fn site_over_https(jwt_extra: &str) -> Site {
+    site_on(jwt_extra, "", BROWSER_FLOW, true).await
+}
+
+async fn site_on(jwt_extra: &str, auth_extra: &str, callback: &str, https: bool) -> Site {
     // The fake must know the gateway's address before it starts: pick the port first.
     let gw_addr = free_addr();
-    let origin = format!("http://{gw_addr}");
+    let (origin, server, certs) = if https {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = support::pki::Ca::new("browser test CA");
+        let (cert, key) = ca.leaf(&["localhost"]).write(dir.path(), "gw");
+        let tls = free_addr();
+        (
+            format!("https://localhost:{}", tls.port()),
+            format!(
+                "grace_period_seconds = 1\ntls_listen = \"{tls}\"\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"",
+                cert.display(),
+                key.display()
+            ),
+            Some(dir),
+        )
+    } else {
+        (
+            format!("http://{gw_addr}"),
+            "grace_period_seconds = 1".to_string(),
+            None,
+        )
+    };
     let fake = fake_kakao(&[
         &format!("{origin}/api/auth/kakao/callback"),
         &format!("{origin}/seed/callback.html"),
@@ -273,8 +340,14 @@ auth = "public"
 "#,
         app.addr
     );
-    let gw = Gateway::start_at(gw_addr, &config).await;
-    Site { gw, app, fake }
+    let gw = Gateway::start_at_with(gw_addr, &config, &server).await;
+    Site {
+        gw,
+        app,
+        fake,
+        origin,
+        _certs: certs,
+    }
 }
 
 /// A [`site`] and a browser in which Ryan has logged in.
@@ -287,7 +360,7 @@ async fn signed_in(jwt_extra: &str, auth_extra: &str, callback: &str) -> (Site, 
 
 impl Site {
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.gw.addr)
+        format!("{}{path}", self.origin)
     }
 
     /// Logs Ryan in the way a browser does: `/web/home` redirects to login, the fake Kakao's
@@ -415,6 +488,48 @@ async fn an_expired_access_cookie_is_refreshed_on_reload() {
     assert_eq!(b.text("#who").await, "1|라이언");
     assert_ne!(b.cookie("authgate_access").await.unwrap(), access);
     assert_ne!(b.cookie("authgate_refresh").await.unwrap(), refresh);
+    b.clone().close().await.unwrap();
+}
+
+/// The same journey on the HTTPS listener: Chromium speaks HTTP/2, the session cookies are
+/// `__Host-` and `Secure` without any trusted proxy, the upstream is told `https`, and an
+/// expired access cookie is refreshed over HTTP/2 as over HTTP/1.1.
+#[tokio::test]
+async fn a_browser_signs_in_and_refreshes_over_https_and_http2() {
+    let s = site_over_https("").await;
+    let b = browser().await;
+    s.log_in(&b).await;
+    let protocol = b
+        .run("return performance.getEntriesByType('navigation')[0].nextHopProtocol;")
+        .await;
+    assert_eq!(protocol, "h2");
+    let cookies = b.get_all_cookies().await.unwrap();
+    let access = cookies
+        .iter()
+        .find(|c| c.name() == "__Host-authgate_access")
+        .unwrap_or_else(|| panic!("no __Host- access cookie: {cookies:?}"));
+    assert_eq!(access.secure(), Some(true));
+    assert_eq!(access.http_only(), Some(true));
+    assert!(
+        b.cookie("authgate_access").await.is_none(),
+        "plain-named cookie over https"
+    );
+    let seen = s.app.last();
+    assert_eq!(seen.one("x-forwarded-proto"), Some("https"));
+    assert!(
+        seen.all("cookie").iter().all(|c| !c.contains("authgate_")),
+        "the session cookies reached the upstream: {:?}",
+        seen.all("cookie")
+    );
+    // Expired: the next load over HTTP/2 refreshes it unseen.
+    let before = b.cookie("__Host-authgate_refresh").await.unwrap();
+    b.set_cookie("__Host-authgate_access", &expired_access())
+        .await;
+    b.refresh().await.unwrap();
+    assert_eq!(b.text("#who").await, "1|라이언");
+    assert_ne!(b.cookie("__Host-authgate_refresh").await.unwrap(), before);
+    let metrics = s.gw.admin_get("/metrics").await.text();
+    assert!(metric(&metrics, "authgate_tls_handshakes_total{result=\"ok\"}").unwrap() >= 1.0);
     b.clone().close().await.unwrap();
 }
 

@@ -42,7 +42,7 @@ async fn site() -> Site {
         up.addr
     );
     let server = format!(
-        "grace_period_seconds = 1\ntls_listen = \"{tls}\"\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        "grace_period_seconds = 1\nclient_header_timeout_ms = 1000\ntls_listen = \"{tls}\"\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
         cert.display(),
         key.display()
     );
@@ -59,7 +59,11 @@ async fn site() -> Site {
 type Client = h2::client::SendRequest<bytes::Bytes>;
 
 async fn client(s: &Site) -> Client {
-    let tls = connect(s.tls, "localhost", &s.ca, &[b"h2"]).await;
+    h2_client(s.tls, &s.ca).await
+}
+
+async fn h2_client(addr: SocketAddr, ca: &Ca) -> Client {
+    let tls = connect(addr, "localhost", ca, &[b"h2"]).await;
     assert_eq!(agreed(&tls).as_deref(), Some(&b"h2"[..]));
     let (client, conn) = h2::client::handshake(tls).await.unwrap();
     tokio::spawn(conn);
@@ -408,6 +412,11 @@ async fn malformed_h2_requests_never_reach_an_upstream() {
     ));
     cases.push(("te other than trailers", with(&[("te", "gzip")], "/app/x")));
     cases.push(("upgrade", with(&[("upgrade", "websocket")], "/app/x")));
+    cases.push(("content_length", with(&[("content_length", "5")], "/app/x")));
+    cases.push((
+        "transfer_encoding",
+        with(&[("transfer_encoding", "chunked")], "/app/x"),
+    ));
     cases.push((
         "unknown pseudo-header",
         with(&[(":protocol-x", "1")], "/app/x"),
@@ -463,4 +472,78 @@ async fn malformed_h2_requests_never_reach_an_upstream() {
         );
     }
     assert!(s.gw.admin_get("/healthz").await.status == 200, "still up");
+}
+
+/// A client that agrees on HTTP/2 and then sends nothing is closed within the request-head
+/// timeout (one second here), as an HTTP/1.1 client that sends no head is.
+#[tokio::test]
+async fn an_h2_connection_that_never_sends_its_preface_is_closed() {
+    let s = site().await;
+    let mut c = connect(s.tls, "localhost", &s.ca, &[b"h2"]).await;
+    assert_eq!(agreed(&c).as_deref(), Some(&b"h2"[..]));
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("still open after 5 s"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !s.gw.log().contains("H2 handshake error"),
+        "a client wrote an error line"
+    );
+}
+
+/// HTTP/2 on both sides: the upstream's `:authority` is the host as routed (lower case, no
+/// trailing dot), with `X-Forwarded-Host` beside it, as an HTTP/1.1 upstream's `Host` is.
+#[tokio::test]
+async fn h2_end_to_end_forwards_the_routed_authority() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("CA");
+    let (cert, key) = ca.leaf(&["localhost"]).write(dir.path(), "gw");
+    let up = TlsUpstream::start("secure", &ca.leaf(&["127.0.0.1"]), None).await;
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let tls = free_addr();
+    let rest = format!(
+        "[jwt]\nsecret = \"{{secret}}\"\n[[upstreams]]\nname = \"secure\"\naddrs = [\"{}\"]\ntls = true\nh2 = true\nca_file = \"{}\"\n\
+         [[routes]]\nname = \"all\"\npath_prefix = \"/\"\nupstream = \"secure\"\nauth = \"required\"\n",
+        up.addr,
+        ca_file.display()
+    );
+    let server = format!(
+        "grace_period_seconds = 1\ntls_listen = \"{tls}\"\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let gw = Gateway::start_with(&rest, &server).await;
+    let mut c = h2_client(tls, &ca).await;
+    let uri = format!("https://LocalHost.:{}/x", tls.port());
+    let (status, body) = send(
+        &mut c,
+        req(
+            "GET",
+            &uri,
+            &[("authorization", &token()), ("x-user-id", "1")],
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}\n{}", gw.log());
+    let seen = up.seen().pop().unwrap();
+    assert_eq!(seen.one("x-seen-version"), Some("HTTP/2.0"));
+    let routed = format!("localhost:{}", tls.port());
+    assert_eq!(
+        seen.one("x-seen-authority"),
+        Some(&*routed),
+        "{:?}",
+        seen.headers
+    );
+    assert_eq!(seen.one("x-forwarded-host"), Some(&*routed));
+    assert_eq!(seen.one("x-user-id"), Some("42"));
 }

@@ -407,14 +407,7 @@ async fn https_upstreams_are_verified() {
     );
 
     // verify = false reaches it anyway, after a loud warning at start.
-    let gw = via(
-        &up,
-        &format!(
-            "tls = true\nverify = false\nca_file = \"{}\"",
-            other_file.display()
-        ),
-    )
-    .await;
+    let gw = via(&up, "tls = true\nverify = false").await;
     assert!(gw.log().contains("NOT verified"), "{}", gw.log());
     assert_eq!(
         gw.get("/orders", &[("Authorization", &token())])
@@ -476,12 +469,19 @@ async fn mutual_tls_to_an_upstream() {
     assert_eq!(up.count(), 1);
 }
 
-fn check(dir: &Path, server: &str, upstream: &str) -> String {
+/// `authgate check` on a configuration with `server` lines and one upstream (`addrs` defaults to
+/// one address); whether it passed, and what it printed.
+fn check(dir: &Path, server: &str, upstream: &str) -> (bool, String) {
     let cfg = dir.join("config.toml");
+    let addrs = if upstream.contains("addrs") {
+        ""
+    } else {
+        "addrs = [\"127.0.0.1:1\"]\n"
+    };
     std::fs::write(
         &cfg,
         format!(
-            "[server]\n{server}\n[jwt]\nsecret = \"{SECRET}\"\n[[upstreams]]\nname = \"app\"\naddrs = [\"127.0.0.1:1\"]\n{upstream}\n\
+            "[server]\n{server}\n[jwt]\nsecret = \"{SECRET}\"\n[[upstreams]]\nname = \"app\"\n{addrs}{upstream}\n\
              [[routes]]\nname = \"all\"\npath_prefix = \"/\"\nupstream = \"app\"\n"
         ),
     )
@@ -491,7 +491,10 @@ fn check(dir: &Path, server: &str, upstream: &str) -> String {
         .arg(&cfg)
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 #[test]
@@ -506,42 +509,106 @@ fn check_reads_the_certificate_files() {
     ca.leaf_for_days(&["localhost"], -1).write(d, "expired");
     ca.leaf_for_days(&["localhost"], 5).write(d, "soon");
     ca.leaf(&["api.test"]).write(d, "api");
+    ca.leaf(&[]).write(d, "nosan");
     let server = |cert: &str, key: &str, extra: &str| {
         format!("tls_listen = \"127.0.0.1:8443\"\n[server.tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n{extra}")
     };
 
-    let out = check(d, &server("good.pem", "good.key", ""), "");
-    assert!(out.contains("OK") && !out.contains("warning"), "{out}");
-    let out = check(d, &server("good.pem", "other.key", ""), "");
+    let ok = |server: &str, upstream: &str| {
+        let (passed, out) = check(d, server, upstream);
+        assert!(passed, "{out}");
+        out
+    };
+    let refused = |server: &str, upstream: &str, says: &[&str]| {
+        let (passed, out) = check(d, server, upstream);
+        assert!(!passed, "passed: {out}");
+        for s in says {
+            assert!(out.contains(s), "{s:?} missing from {out}");
+        }
+    };
+    let out = ok(&server("good.pem", "good.key", ""), "");
+    assert!(!out.contains("warning"), "{out}");
+    refused(
+        &server("good.pem", "other.key", ""),
+        "",
+        &["server.tls.cert_file", "is not the key of"],
+    );
+    // Expired: check refuses it (the gateway still starts, see below).
+    refused(
+        &server("expired.pem", "expired.key", ""),
+        "",
+        &["expired at", "renew it"],
+    );
+    let out = ok(&server("soon.pem", "soon.key", ""), "");
     assert!(
-        out.contains("server.tls.cert_file") && out.contains("is not the key of"),
+        out.contains("warning") && out.contains("within 14 days"),
         "{out}"
     );
-    let out = check(d, &server("expired.pem", "expired.key", ""), "");
-    assert!(out.contains("expired at"), "{out}");
-    let out = check(d, &server("soon.pem", "soon.key", ""), "");
-    assert!(
-        out.contains("OK") && out.contains("warning") && out.contains("within 14 days"),
-        "{out}"
+    refused(&server("missing.pem", "good.key", ""), "", &["cannot read"]);
+    refused(
+        &server("nosan.pem", "nosan.key", ""),
+        "",
+        &["no subjectAltName"],
     );
-    let out = check(d, &server("missing.pem", "good.key", ""), "");
-    assert!(out.contains("cannot read"), "{out}");
     let sni = "[[server.tls.certs]]\nserver_names = [\"api.test\", \"www.api.test\"]\ncert_file = \"api.pem\"\nkey_file = \"api.key\"\n";
-    let out = check(d, &server("good.pem", "good.key", sni), "");
-    assert!(
-        out.contains("\"www.api.test\"") && out.contains("does not cover"),
-        "{out}"
+    refused(
+        &server("good.pem", "good.key", sni),
+        "",
+        &["\"www.api.test\"", "does not cover"],
     );
-    let out = check(d, "tls_listen = \"127.0.0.1:8443\"", "");
-    assert!(out.contains("[server.tls]"), "{out}");
+    refused("tls_listen = \"127.0.0.1:8443\"", "", &["[server.tls]"]);
+    refused(
+        &server("good.pem", "good.key", "").replace(":8443", ":0"),
+        "",
+        &["server.tls_listen", "not 0"],
+    );
 
-    let out = check(d, "", "tls = true\nverify = false\nh2 = true");
-    assert!(out.contains("OK") && out.contains("not checked"), "{out}");
-    let out = check(d, "", "h2 = true\nsni = \"x.internal\"");
-    assert!(
-        out.contains("upstreams[0].h2") && out.contains("upstreams[0].sni"),
-        "{out}"
+    let out = ok("", "tls = true\nverify = false\nh2 = true");
+    assert!(out.contains("not checked"), "{out}");
+    refused(
+        "",
+        "h2 = true\nsni = \"x.internal\"",
+        &["upstreams[0].h2", "upstreams[0].sni"],
     );
-    let out = check(d, "", "tls = true\nclient_cert_file = \"good.pem\"");
-    assert!(out.contains("both the certificate and its key"), "{out}");
+    refused(
+        "",
+        "tls = true\nverify = false\nca_file = \"good.pem\"",
+        &["upstreams[0].verify"],
+    );
+    refused(
+        "",
+        "addrs = [\"localhost:1\", \"127.0.0.1:2\"]\ntls = true\nhealth_check_path = \"/healthz\"",
+        &["upstreams[0].sni", "health check"],
+    );
+    ok("", "addrs = [\"localhost:1\", \"127.0.0.1:2\"]\ntls = true\nsni = \"app.internal\"\nhealth_check_path = \"/healthz\"");
+    refused(
+        "",
+        "tls = true\nclient_cert_file = \"good.pem\"",
+        &["both the certificate and its key"],
+    );
+}
+
+/// A failed renewal must not keep the gateway from starting (or reloading): it serves the
+/// expired certificate, logs an error, and the gauge shows it.
+#[tokio::test]
+async fn an_expired_certificate_does_not_stop_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("CA");
+    let (cert, key) = ca
+        .leaf_for_days(&["localhost"], -1)
+        .write(dir.path(), "expired");
+    let up = Upstream::start("demo").await;
+    let tls = free_addr();
+    let gw = Gateway::start_with(&dev_routes(&up, ""), &tls_server(tls, (&cert, &key), &[])).await;
+    assert!(gw.log().contains("EXPIRED"), "{}", gw.log());
+    let metrics = gw.admin_get("/metrics").await.text();
+    let at = metric(
+        &metrics,
+        "authgate_tls_cert_expiry_timestamp_seconds{name=\"default\"}",
+    )
+    .unwrap();
+    assert!(at < now() as f64);
+    // A client that checks refuses it; the plain listener serves on.
+    assert!(try_connect(tls, "localhost", &ca, &[]).await.is_err());
+    assert_eq!(gw.get("/", &[]).await.status, 200);
 }

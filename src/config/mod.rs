@@ -81,11 +81,11 @@ pub fn process_env(name: &str) -> Option<String> {
 /// What `authgate check` points out in a valid configuration: certificates that expire within
 /// 14 days, upstreams whose certificates are not verified.
 pub fn warnings(c: &Config) -> Vec<String> {
-    let mut w: Vec<String> = c
+    let mut w = c
         .server
         .tls
         .as_ref()
-        .map(crate::tls::listener::expiry_warnings)
+        .map(|t| crate::tls::listener::expiry_findings(t).1)
         .unwrap_or_default();
     for u in &c.upstreams {
         if u.tls.as_ref().is_some_and(|t| !t.verify) {
@@ -96,6 +96,36 @@ pub fn warnings(c: &Config) -> Vec<String> {
         }
     }
     w
+}
+
+/// Certificates `authgate check` refuses although the gateway still starts with them (a failed
+/// renewal must not keep it from restarting): the served ones and upstream client certificates
+/// that have expired or are not valid yet.
+pub fn expired(c: &Config) -> Vec<String> {
+    let mut e = c
+        .server
+        .tls
+        .as_ref()
+        .map(|t| crate::tls::listener::expiry_findings(t).0)
+        .unwrap_or_default();
+    for u in &c.upstreams {
+        let Some(pair) = u.tls.as_ref().and_then(|t| t.client.as_ref()) else {
+            continue;
+        };
+        if let Ok(l) = crate::tls::load_pair(&pair.cert_file, &pair.key_file) {
+            let now = crate::tls::now();
+            if l.not_after < now || l.not_before > now {
+                e.push(format!(
+                    "upstreams \"{}\": the client certificate {} is valid only from {} to {}: the upstream will refuse it",
+                    u.name,
+                    pair.cert_file.display(),
+                    crate::tls::format_time(l.not_before),
+                    crate::tls::format_time(l.not_after)
+                ));
+            }
+        }
+    }
+    e
 }
 
 impl Config {

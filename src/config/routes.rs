@@ -111,6 +111,16 @@ pub(super) fn read_upstream(s: &Sec<'_>, base: &Path, p: &mut Vec<Problem>) -> U
         ));
     }
     let tls = read_upstream_tls(s, base, p);
+    if tls.as_ref().is_some_and(|t| t.sni.is_none() && t.verify)
+        && !health_check_path.is_empty()
+        && hosts.iter().any(|h| h != &hosts[0])
+    {
+        p.push(s.problem(
+            "sni",
+            "(unset, with addresses of different hosts)",
+            "the HTTPS health check names one host for every backend: set sni to the name all their certificates carry, or split the upstream",
+        ));
+    }
     UpstreamConfig {
         name,
         addrs,

@@ -76,11 +76,11 @@ pub(super) fn read_server(
             .then(|| super::tls::read_tls(&s.table("tls", p), base, p))
             .flatten();
     match (tls_listen, s.t.contains_key("tls")) {
-        (Some(at), _) if at.port() == listen.port() || at == admin_listen => {
+        (Some(at), _) if at.port() == listen.port() || at == admin_listen || at.port() == 0 => {
             p.push(s.problem(
                 "tls_listen",
                 at.to_string(),
-                "must use a port of its own, apart from server.listen and server.admin_listen",
+                "must use a port of its own (not 0), apart from server.listen and server.admin_listen",
             ));
         }
         (Some(at), false) => p.push(s.problem(

@@ -80,30 +80,12 @@ fn pair(s: &Sec<'_>, base: &Path, p: &mut Vec<Problem>) -> Option<(CertPair, Loa
     }
 }
 
-fn not_expired(s: &Sec<'_>, loaded: &Loaded, p: &mut Vec<Problem>) {
-    let now = tls::now();
-    if loaded.not_after < now {
-        p.push(s.problem(
-            "cert_file",
-            format!("expired at {}", tls::format_time(loaded.not_after)),
-            "renew the certificate: clients refuse an expired one",
-        ));
-    } else if loaded.not_before > now {
-        p.push(s.problem(
-            "cert_file",
-            format!("valid only from {}", tls::format_time(loaded.not_before)),
-            "use a certificate that is valid now",
-        ));
-    }
-}
-
 /// `[server.tls]`; `None` when it has problems.
 pub(super) fn read_tls(s: &Sec<'_>, base: &Path, p: &mut Vec<Problem>) -> Option<TlsConfig> {
     s.only_keys(&["cert_file", "key_file", "certs"], p);
-    let default = pair(s, base, p).map(|(pair, loaded)| {
-        not_expired(s, &loaded, p);
-        pair
-    });
+    // An expired certificate is not a problem here: a gateway whose renewal failed must still
+    // restart and reload. `check` refuses it (`config::expired`), and start and reload log it.
+    let default = pair(s, base, p).map(|(pair, _)| pair);
     let mut certs = Vec::new();
     let mut claimed: Vec<String> = Vec::new();
     for c in s.array_of_tables("certs", p) {
@@ -134,7 +116,6 @@ pub(super) fn read_tls(s: &Sec<'_>, base: &Path, p: &mut Vec<Problem>) -> Option
             }
         }
         if let Some((pair, loaded)) = pair(&c, base, p) {
-            not_expired(&c, &loaded, p);
             for n in names.iter().filter(|n| !loaded.covers(n)) {
                 p.push(c.problem(
                     "server_names",
@@ -212,16 +193,7 @@ pub(super) fn read_upstream_tls(
                 key_file: base.join(key),
             };
             match tls::load_pair(&pair.cert_file, &pair.key_file) {
-                Ok(loaded) => {
-                    if loaded.not_after < tls::now() {
-                        p.push(s.problem(
-                            "client_cert_file",
-                            format!("expired at {}", tls::format_time(loaded.not_after)),
-                            "renew the client certificate: the upstream will refuse it",
-                        ));
-                    }
-                    Some(pair)
-                }
+                Ok(_) => Some(pair),
                 Err(e) => {
                     p.push(s.problem(
                         "client_cert_file",
@@ -241,10 +213,18 @@ pub(super) fn read_upstream_tls(
             None
         }
     };
+    let verify = s.bool("verify", true, p);
+    if !verify && ca_file.is_some() {
+        p.push(s.problem(
+            "verify",
+            "false with ca_file",
+            "ca_file is not used when nothing is verified: remove one of them",
+        ));
+    }
     Some(UpstreamTls {
         sni: (!sni.is_empty()).then_some(sni),
         ca_file,
         client,
-        verify: s.bool("verify", true, p),
+        verify,
     })
 }

@@ -15,6 +15,23 @@ fn is_upgrade(headers: &http::HeaderMap) -> bool {
         || headers.contains_key(http::header::SEC_WEBSOCKET_VERSION)
 }
 
+/// What the HTTP/1.1 head scan refuses, for a request that arrived over HTTP/2: the underscore
+/// spellings of `Content-Length` and `Transfer-Encoding` (which some HTTP/1.1 upstreams read as
+/// the real ones, while the h2 library checks only the real ones), and more header fields than
+/// an HTTP/1.1 head may hold.
+fn check_h2_fields(headers: &http::HeaderMap) -> Result<(), GatewayError> {
+    // As many as an HTTP/1.1 head may hold (`connections::head::MAX_HEADERS`, Pingora's limit).
+    if headers.len() > 256 {
+        return Err(GatewayError::BadRequest("too many header fields".into()));
+    }
+    if headers.contains_key("content_length") || headers.contains_key("transfer_encoding") {
+        return Err(GatewayError::BadRequest(
+            "Content_Length / Transfer_Encoding: ambiguous framing".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The request a decision is about: the one on the socket, or the one an edge proxy describes.
 pub(super) struct Original<'a> {
     pub method: &'a http::Method,
@@ -53,6 +70,10 @@ impl Gateway {
             if raw[..line_end].contains(&b'#') {
                 return Err(crate::routes::TargetError::Fragment.into());
             }
+        } else {
+            // HTTP/2: the connection layer's head scan (`connections::head`) never sees these
+            // requests, so what it refuses in an HTTP/1.1 head is refused here.
+            check_h2_fields(&req.headers)?;
         }
         let path = check_target(req.raw_path())?;
         let host = request_host(req)?;

@@ -183,7 +183,8 @@ impl Gateway {
                 Ok(Described {
                     method: req.method.clone(),
                     target,
-                    authority: required(h, "host")?.to_vec(),
+                    // `:authority` when Envoy asks over HTTP/2.
+                    authority: request_authority(req)?.to_vec(),
                     secure: is_https(h),
                 })
             }

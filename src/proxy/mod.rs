@@ -426,16 +426,26 @@ impl ProxyHttp for Gateway {
             up.append_header("X-Forwarded-For", xff)?;
         }
         up.append_header("X-Forwarded-Proto", http::HeaderValue::from_static(proto))?;
-        if let Some(host) = up.headers.get(http::header::HOST).cloned() {
+        // An HTTP/2 request names its host in `:authority` only: for an HTTP/2 upstream Pingora
+        // builds the upstream's `:authority` from `Host` when there is one, so it is set here.
+        let (host, had_host) = match up.headers.get(http::header::HOST) {
+            Some(h) => (Some(h.clone()), true),
+            None => (
+                up.uri
+                    .authority()
+                    .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
+                false,
+            ),
+        };
+        if let Some(host) = host {
             // The host is forwarded as it was routed (as the path is).
             let host = match canonical_host(host.as_bytes()) {
-                Some(c) => {
-                    let c = http::HeaderValue::from_bytes(&c).expect("a checked host");
-                    up.insert_header(http::header::HOST, c.clone())?;
-                    c
-                }
+                Some(c) => http::HeaderValue::from_bytes(&c).expect("a checked host"),
                 None => host,
             };
+            if !had_host || up.headers.get(http::header::HOST) != Some(&host) {
+                up.insert_header(http::header::HOST, host.clone())?;
+            }
             up.append_header("X-Forwarded-Host", host)?;
         }
         Ok(())

@@ -4,7 +4,7 @@
 //! `POST /reload`) and whenever the files change on disk (checked every few seconds), so a
 //! renewal by certbot or cert-manager needs no restart and no signal.
 //!
-//! The handshake itself runs in the connection layer (`connections.rs`), after the connection
+//! The handshake itself runs in the connection layer (`connections/tls.rs`), after the connection
 //! caps and within the request-head timeout, and is counted there.
 
 use std::sync::{Arc, Mutex};
@@ -82,11 +82,20 @@ impl CertSet {
 /// The served certificates and where they come from.
 pub struct Certs {
     set: ArcSwap<CertSet>,
-    /// The configuration they were read by (a reload may name other files).
-    config: Mutex<TlsConfig>,
-    /// A digest of the files' contents when last read, so the watch reloads only on a change.
-    read: Mutex<String>,
+    /// The configuration they were read by (a reload may name other files), and a digest of
+    /// the files' contents when last read, so the watch reloads only on a change. Held while a
+    /// set is installed, and by the watch from reading the paths to installing what it read, so
+    /// the watch never installs an older configuration's files over a reload's.
+    source: Mutex<(TlsConfig, String)>,
     metrics: Arc<Metrics>,
+}
+
+/// Certificates read and checked, not yet served ([`Certs::install`]).
+pub struct Prepared {
+    set: CertSet,
+    expiry: Vec<(String, i64)>,
+    config: TlsConfig,
+    read: String,
 }
 
 /// A digest of every file a TLS configuration names (missing files count as empty).
@@ -106,15 +115,13 @@ fn fingerprint(cfg: &TlsConfig) -> String {
 
 impl Certs {
     pub fn new(cfg: &TlsConfig, metrics: Arc<Metrics>) -> Result<Arc<Certs>, String> {
-        let read = fingerprint(cfg);
-        let (set, expiry) = CertSet::load(cfg)?;
+        let p = Certs::prepare(cfg)?;
         let certs = Certs {
-            set: ArcSwap::from_pointee(set),
-            config: Mutex::new(cfg.clone()),
-            read: Mutex::new(read),
+            set: ArcSwap::from_pointee(p.set),
+            source: Mutex::new((p.config, p.read)),
             metrics,
         };
-        certs.publish(&expiry);
+        certs.publish(&p.expiry);
         Ok(Arc::new(certs))
     }
 
@@ -123,23 +130,34 @@ impl Certs {
         gauge.reset();
         for (name, at) in expiry {
             gauge.with_label_values(&[name]).set(*at);
-            if *at - now() < EXPIRY_WARNING.as_secs() as i64 {
+            if *at < now() {
+                tracing::error!(certificate = %name, expired = %format_time(*at),
+                    "serving an EXPIRED TLS certificate: clients refuse it; renew it");
+            } else if *at - now() < EXPIRY_WARNING.as_secs() as i64 {
                 tracing::warn!(certificate = %name, expires = %format_time(*at),
                     "a served TLS certificate expires within 14 days: renew it");
             }
         }
     }
 
-    /// Reads the certificates `cfg` names and serves them to the next handshakes. On an error
-    /// the ones being served stay.
-    pub fn reload(&self, cfg: &TlsConfig) -> Result<(), String> {
+    /// Reads the certificates `cfg` names and checks each key against its certificate.
+    pub fn prepare(cfg: &TlsConfig) -> Result<Prepared, String> {
         let read = fingerprint(cfg);
         let (set, expiry) = CertSet::load(cfg)?;
-        self.set.store(Arc::new(set));
-        *self.config.lock().expect("not poisoned") = cfg.clone();
-        *self.read.lock().expect("not poisoned") = read;
-        self.publish(&expiry);
-        Ok(())
+        Ok(Prepared {
+            set,
+            expiry,
+            config: cfg.clone(),
+            read,
+        })
+    }
+
+    /// Serves `p` to the next handshakes; open connections keep what they were given.
+    pub fn install(&self, p: Prepared) {
+        let mut source = self.source.lock().expect("not poisoned");
+        self.set.store(Arc::new(p.set));
+        *source = (p.config, p.read);
+        self.publish(&p.expiry);
     }
 
     /// The rustls configuration of the HTTPS listener: TLS 1.2 and 1.3, HTTP/2 preferred over
@@ -155,9 +173,9 @@ impl Certs {
         Arc::new(config)
     }
 
-    /// Looks at the files every [`WATCH_EVERY`] and reloads them when their content changed. A
-    /// half-written renewal (a new certificate beside the old key) is refused once, logged, and
-    /// tried again on the next change.
+    /// Looks at the files every [`WATCH_EVERY`] and serves them again when their content
+    /// changed. A half-written renewal (a new certificate beside the old key) is refused once,
+    /// logged, and tried again on the next change.
     pub fn watch(self: &Arc<Self>, runtime: &tokio::runtime::Handle) {
         let me = self.clone();
         runtime.spawn(async move {
@@ -165,14 +183,19 @@ impl Certs {
             let mut tick = tokio::time::interval(WATCH_EVERY);
             loop {
                 tick.tick().await;
-                let cfg = me.config.lock().expect("not poisoned").clone();
-                let now = fingerprint(&cfg);
-                if now == tried || now == *me.read.lock().expect("not poisoned") {
+                let mut source = me.source.lock().expect("not poisoned");
+                let now = fingerprint(&source.0);
+                if now == tried || now == source.1 {
                     continue;
                 }
                 tried = now;
-                match me.reload(&cfg) {
-                    Ok(()) => tracing::info!("TLS certificates changed on disk: now serving them"),
+                match Certs::prepare(&source.0) {
+                    Ok(p) => {
+                        me.set.store(Arc::new(p.set));
+                        *source = (p.config, p.read);
+                        me.publish(&p.expiry);
+                        tracing::info!("TLS certificates changed on disk: now serving them");
+                    }
                     Err(e) => tracing::error!(problem = %e,
                         "TLS certificates changed on disk but cannot be served: still serving the previous ones"),
                 }
@@ -181,20 +204,33 @@ impl Certs {
     }
 }
 
-/// Warnings for `authgate check`: certificates that expire within 14 days.
-pub fn expiry_warnings(cfg: &TlsConfig) -> Vec<String> {
-    cfg.pairs()
-        .filter_map(|(name, pair)| {
-            let loaded = load_pair(&pair.cert_file, &pair.key_file).ok()?;
-            (loaded.not_after - now() < EXPIRY_WARNING.as_secs() as i64).then(|| {
-                format!(
-                    "server.tls: the {name} certificate ({}) expires at {}, within 14 days: renew it",
-                    pair.cert_file.display(),
-                    format_time(loaded.not_after)
-                )
-            })
-        })
-        .collect()
+/// For `authgate check`: certificates that have expired (or are not valid yet), and those that
+/// expire within 14 days.
+pub fn expiry_findings(cfg: &TlsConfig) -> (Vec<String>, Vec<String>) {
+    let (mut expired, mut soon) = (Vec::new(), Vec::new());
+    for (name, pair) in cfg.pairs() {
+        let Ok(loaded) = load_pair(&pair.cert_file, &pair.key_file) else {
+            continue;
+        };
+        let file = pair.cert_file.display();
+        if loaded.not_after < now() {
+            expired.push(format!(
+                "server.tls: the {name} certificate ({file}) expired at {}: renew it, clients refuse it",
+                format_time(loaded.not_after)
+            ));
+        } else if loaded.not_before > now() {
+            expired.push(format!(
+                "server.tls: the {name} certificate ({file}) is valid only from {}",
+                format_time(loaded.not_before)
+            ));
+        } else if loaded.not_after - now() < EXPIRY_WARNING.as_secs() as i64 {
+            soon.push(format!(
+                "server.tls: the {name} certificate ({file}) expires at {}, within 14 days: renew it",
+                format_time(loaded.not_after)
+            ));
+        }
+    }
+    (expired, soon)
 }
 
 #[derive(Debug)]

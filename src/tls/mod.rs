@@ -97,6 +97,12 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
             path.display()
         ));
     }
+    // Pingora parses upstream roots and client chains again with x509-parser, and panics on
+    // what it cannot read: refuse that here.
+    for c in &chain {
+        x509_parser::parse_x509_certificate(c)
+            .map_err(|e| format!("{}: unreadable certificate: {e}", path.display()))?;
+    }
     Ok(chain)
 }
 
@@ -145,8 +151,7 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<Loaded, String> {
     })
 }
 
-/// The leaf's subjectAltName DNS names and IP addresses (its common name when it has none), and
-/// its validity.
+/// The leaf's subjectAltName DNS names and IP addresses, and its validity.
 fn describe(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, i64, i64), String> {
     use x509_parser::extensions::GeneralName;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| e.to_string())?;
@@ -169,12 +174,7 @@ fn describe(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, i64, i64), String
         }
     }
     if names.is_empty() {
-        names.extend(
-            cert.subject()
-                .iter_common_name()
-                .filter_map(|cn| cn.as_str().ok())
-                .map(|cn| cn.to_ascii_lowercase()),
-        );
+        return Err("it names no host (no subjectAltName): clients ignore the common name".into());
     }
     let validity = cert.validity();
     Ok((

@@ -182,7 +182,8 @@ pub async fn https(addr: SocketAddr, sni: &str, ca: &Ca, request: &str) -> RawRe
 }
 
 /// An HTTPS upstream: answers `200 {"upstream": name, "version": ...}` to everything and
-/// records each request, with its HTTP version as the header `x-seen-version`.
+/// records each request, with its HTTP version as the header `x-seen-version` (and an HTTP/2
+/// request's `:authority` as `x-seen-authority`).
 pub struct TlsUpstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -241,6 +242,9 @@ impl TlsUpstream {
                                     })
                                     .collect();
                                 headers.push(("x-seen-version".into(), version.clone()));
+                                if let Some(a) = req.uri().authority() {
+                                    headers.push(("x-seen-authority".into(), a.to_string()));
+                                }
                                 s.lock().unwrap().push(Seen {
                                     method: req.method().to_string(),
                                     target: req

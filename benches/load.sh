@@ -7,6 +7,8 @@
 #   nginx-proxy    nginx proxy_pass, no auth: the reference ceiling
 #   authgate-eddsa / authgate-assert   authgate with an EdDSA key, the signed identity assertion
 #                  off / on (identity.assertion): what the assertion costs
+#   authgate-tls / haproxy-tls   the same work behind HTTPS termination (TLS 1.3, one ECDSA
+#                  certificate, keep-alive connections): authgate's TLS listener against HAProxy's
 # Servers are pinned to CPU 0, wrk (1 thread, 64 connections) to CPU 1. Then authgate's RSS idle,
 # with 1,000,000 revoked tokens, and after 1,000,000 distinct client IPs.
 #
@@ -43,6 +45,9 @@ start bare-headers "$BARE_BIN" "127.0.0.1:$BAREH" "127.0.0.1:$UP" 1 headers
 start haproxy-same "$HAPROXY" -f "$work/haproxy-same.cfg"
 start authgate "$BIN" run -c "$work/authgate.toml"
 AG_PID=${pids[-1]}
+# HTTPS termination, the same work behind it: authgate's TLS listener against HAProxy's.
+start haproxy-tls "$HAPROXY" -f "$work/haproxy-tls.cfg"
+start authgate-tls "$BIN" run -c "$work/authgate-tls.toml"
 # The same gateway verifying every signature (no verified-token cache), to show what it saves.
 sed -e "s/:$AG\"/:$AGN\"/; s/:$AG_ADMIN\"/:$AGN_ADMIN\"/; s|authgate.db|authgate-nocache.db|; s/^\[jwt\]/[jwt]\nverified_cache_entries = 0/" \
   "$work/authgate.toml" >"$work/authgate-nocache.toml"
@@ -58,7 +63,7 @@ routes_config $AGR3 $AGR3_ADMIN authgate-r3 3 >"$work/authgate-r3.toml"
 routes_config $AGR10K $AGR10K_ADMIN authgate-r10k 10000 >"$work/authgate-r10k.toml"
 start authgate-r3 "$BIN" run -c "$work/authgate-r3.toml"
 start authgate-r10k "$BIN" run -c "$work/authgate-r10k.toml"
-for p in $UP $NGX $HAP $BARE $AG $AGN $AGE $AGA $HAPS $BAREH $AGR3; do wait_port $p; done
+for p in $UP $NGX $HAP $BARE $AG $AGN $AGE $AGA $HAPS $BAREH $AGR3 $HAPT $AGT_TLS; do wait_port $p; done
 wait_port $AGR10K 300  # 10,000 routes to check and build
 
 TOKEN=$(make_token)
@@ -67,17 +72,20 @@ ED_TOKEN=$(make_eddsa_token)
 declare -A TOKEN_OF=([authgate-eddsa]=$ED_TOKEN [authgate-assert]=$ED_TOKEN)
 token_of() { echo "${TOKEN_OF[$1]:-$TOKEN}"; }
 
-status() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" "http://127.0.0.1:$1/api/bench"; }
-PEERS="authgate haproxy-same bare-headers authgate-nocache haproxy-jwt bare-pingora nginx-proxy authgate-eddsa authgate-assert authgate-r3 authgate-r10k"
+PEERS="authgate haproxy-same bare-headers authgate-nocache haproxy-jwt bare-pingora nginx-proxy authgate-eddsa authgate-assert authgate-r3 authgate-r10k authgate-tls haproxy-tls"
 declare -A PORT=([authgate]=$AG [authgate-nocache]=$AGN [haproxy-jwt]=$HAP [bare-pingora]=$BARE [nginx-proxy]=$NGX
                  [authgate-eddsa]=$AGE [authgate-assert]=$AGA [haproxy-same]=$HAPS [bare-headers]=$BAREH
-                 [authgate-r3]=$AGR3 [authgate-r10k]=$AGR10K)
+                 [authgate-r3]=$AGR3 [authgate-r10k]=$AGR10K [authgate-tls]=$AGT_TLS [haproxy-tls]=$HAPT)
+url_of() { # peer
+  case $1 in *-tls) echo "https://127.0.0.1:${PORT[$1]}/api/bench" ;; *) echo "http://127.0.0.1:${PORT[$1]}/api/bench" ;; esac
+}
+status() { curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" "$(url_of "$1")"; }
 for peer in $PEERS; do
-  s=$(status ${PORT[$peer]} "$(token_of $peer)")
+  s=$(status "$peer" "$(token_of $peer)")
   [ "$s" = 200 ] || { echo "$peer answered $s with a good token" >&2; exit 1; }
 done
-for peer in authgate authgate-nocache haproxy-jwt haproxy-same; do
-  s=$(status ${PORT[$peer]} "$BAD")
+for peer in authgate authgate-nocache haproxy-jwt haproxy-same authgate-tls haproxy-tls; do
+  s=$(status "$peer" "$BAD")
   [ "$s" = 401 ] || [ "$s" = 403 ] || { echo "$peer answered $s to a bad token" >&2; exit 1; }
 done
 echo "checked: every peer answers 200 with the token; authgate and haproxy-jwt refuse a bad one" >&2
@@ -91,9 +99,9 @@ done = function(summary, latency, requests)
   io.write(string.format("p999_us %d\n", latency:percentile(99.9)))
 end
 EOF
-run_wrk() { # peer port
+run_wrk() { # peer
   taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/p999.lua" -H "Authorization: Bearer $(token_of "$1")" \
-    "http://127.0.0.1:$2/api/bench" >"$work/wrk.out"
+    "$(url_of "$1")" >"$work/wrk.out"
   python3 - "$1" "$work/wrk.out" >>"$results" <<'EOF'
 import re, sys
 text = open(sys.argv[2]).read()
@@ -108,12 +116,12 @@ print(f"{sys.argv[1]}\t{rps}\t{lat('50%')}\t{lat('99%')}\t{errors.group(1) if er
 EOF
 }
 for peer in $PEERS; do  # warm-up
-  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -H "Authorization: Bearer $(token_of $peer)" "http://127.0.0.1:${PORT[$peer]}/api/bench" >/dev/null
+  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -H "Authorization: Bearer $(token_of $peer)" "$(url_of $peer)" >/dev/null
 done
 for round in $(seq 1 "$ROUNDS"); do
   for peer in $PEERS; do
     echo "round $round: $peer" >&2
-    run_wrk "$peer" "${PORT[$peer]}"
+    run_wrk "$peer"
   done
 done
 
@@ -194,7 +202,7 @@ fi
 python3 - "$results" "$RSS_IDLE" "$RSS_REVOKED" "$RSS_AFTER_LOAD" "$RSS_AFTER_IPS" "$RSS_AFTER_PRUNE" "$DURATION" "$ROUNDS" "$CONNECTIONS" "$LOGINS_PER_SEC" "$REFRESHES_PER_SEC" <<'EOF'
 import statistics, sys
 rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
-peers = ["authgate", "haproxy-same", "bare-headers", "haproxy-jwt", "bare-pingora", "nginx-proxy", "authgate-nocache", "authgate-eddsa", "authgate-assert", "authgate-r3", "authgate-r10k"]
+peers = ["authgate", "haproxy-same", "bare-headers", "haproxy-jwt", "bare-pingora", "nginx-proxy", "authgate-nocache", "authgate-eddsa", "authgate-assert", "authgate-r3", "authgate-r10k", "authgate-tls", "haproxy-tls"]
 med = {}
 print(f"wrk -t1 -c{sys.argv[9]} -d{sys.argv[7]}s, {sys.argv[8]} interleaved rounds, servers on CPU 0, wrk on CPU 1; medians\n")
 print("| peer | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx |")
@@ -214,6 +222,9 @@ print(f"authgate vs HAProxy doing the same work: {a / h['rps']:.2f}x req/s (targ
       f"p99 {med['authgate']['p99']:.2f} vs {h['p99']:.2f} ms, p99.9 {med['authgate']['p999']:.2f} vs {h['p999']:.2f} ms (target: no longer)")
 print(f"authgate vs the Pingora forwarder adding the same headers: {a / med['bare-headers']['rps']:.2f}x req/s (target >= 0.95x)")
 print(f"routing scale, a catch-all request: 10,000 routes / 3 routes: {med['authgate-r10k']['rps'] / med['authgate-r3']['rps']:.3f}x req/s (target within 3%)")
+t, ht = med["authgate-tls"], med["haproxy-tls"]
+print(f"HTTPS termination, the same work (TLS 1.3, one ECDSA P-256 certificate): authgate / HAProxy {t['rps'] / ht['rps']:.2f}x req/s, "
+      f"p99 {t['p99']:.2f} vs {ht['p99']:.2f} ms; TLS costs authgate {t['rps'] / a:.2f}x of its plain req/s, HAProxy {ht['rps'] / h['rps']:.2f}x")
 print(f"signed identity assertion on / off (EdDSA both): {med['authgate-assert']['rps'] / med['authgate-eddsa']['rps']:.2f}x req/s, "
       f"p99 {med['authgate-assert']['p99']:.2f} ms vs {med['authgate-eddsa']['p99']:.2f} ms")
 print()

@@ -5,6 +5,8 @@ SECRET="load-benchmark-secret-0123456789abcdef0123"
 UP=18080 AG=18081 AG_ADMIN=18091 BARE=18082 NGX=18083 HAP=18084 AGN=18085 AGN_ADMIN=18095
 AGE=18086 AGE_ADMIN=18096 AGA=18087 AGA_ADMIN=18097 HAPS=18088 BAREH=18089
 AGR3=18090 AGR3_ADMIN=18098 AGR10K=18092 AGR10K_ADMIN=18099
+# HTTPS termination: authgate's TLS listener and HAProxy's, the same certificate and work.
+AGT=18093 AGT_TLS=18443 AGT_ADMIN=18094 HAPT=18444
 # EdDSA peers (the signed identity assertion needs a public key): the tests' fixture key.
 ED_KEY="$PWD/tests/fixtures/ed25519.pem"
 
@@ -44,6 +46,12 @@ wait_port() { # port [tenths of a second]
 }
 
 write_configs() {
+# One ECDSA P-256 certificate for both TLS peers; both then agree on TLS 1.3 with wrk's
+# (OpenSSL's) first choice, TLS_AES_256_GCM_SHA384.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+  -keyout "$work/tls.key" -out "$work/tls.pem" 2>/dev/null
+cat "$work/tls.pem" "$work/tls.key" >"$work/tls-haproxy.pem"
 cat >"$work/nginx-up.conf" <<EOF
 worker_processes 1; daemon off; pid $work/nginx-up.pid; error_log $work/nginx-up.log;
 events { worker_connections 4096; }
@@ -177,6 +185,13 @@ path_prefix = "/public"
 upstream = "app"
 auth = "public"
 EOF
+# The same two on TLS: HAProxy terminating on its bind line (X-Forwarded-Proto https, as
+# authgate sets it for its own TLS listener), authgate on its tls_listen.
+sed -e "s|^  bind 127.0.0.1:$HAPS\$|  bind 127.0.0.1:$HAPT ssl crt $work/tls-haproxy.pem alpn http/1.1|" \
+    -e "s|X-Forwarded-Proto http\$|X-Forwarded-Proto https|" "$work/haproxy-same.cfg" >"$work/haproxy-tls.cfg"
+sed -e "s/:$AG\"/:$AGT\"/; s/:$AG_ADMIN\"/:$AGT_ADMIN\"/; s|authgate.db|authgate-tls.db|" \
+    -e "s|^\[jwt\]|tls_listen = \"127.0.0.1:$AGT_TLS\"\n[server.tls]\ncert_file = \"$work/tls.pem\"\nkey_file = \"$work/tls.key\"\n[jwt]|" \
+    "$work/authgate.toml" >"$work/authgate-tls.toml"
 }
 
 # authgate.toml with the EdDSA key on other ports: $1 port, $2 admin port, $3 name, $4 a line

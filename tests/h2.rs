@@ -547,3 +547,71 @@ async fn h2_end_to_end_forwards_the_routed_authority() {
     assert_eq!(seen.one("x-forwarded-host"), Some(&*routed));
     assert_eq!(seen.one("x-user-id"), Some("42"));
 }
+
+/// A body to the gateway's own endpoints that stalls over HTTP/2 is answered `408` after 10 s,
+/// as over HTTP/1.1 (Pingora's read timeout does nothing for h2 streams).
+#[tokio::test]
+async fn a_stalled_h2_body_to_the_api_times_out() {
+    let s = site().await;
+    let c = client(&s).await;
+    let mut c = c.ready().await.unwrap();
+    let uri = format!("https://localhost:{}/api/auth/refresh", s.tls.port());
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("content-type", "application/json")
+        .header("content-length", "100")
+        .body(())
+        .unwrap();
+    let (resp, mut body) = c.send_request(request, false).unwrap();
+    body.send_data(bytes::Bytes::from_static(b"{\"refresh"), false)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let resp = tokio::time::timeout(Duration::from_secs(15), resp)
+        .await
+        .expect("no answer within 15 s")
+        .unwrap();
+    assert_eq!(resp.status(), 408);
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A proxied upload that stalls over HTTP/2 holds its upstream connection no longer than the
+/// upstream's `read_timeout_ms` (then `504`), as over HTTP/1.1.
+#[tokio::test]
+async fn a_stalled_h2_upload_is_bounded_by_the_upstream_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("CA");
+    let (cert, key) = ca.leaf(&["localhost"]).write(dir.path(), "gw");
+    let up = Upstream::start("app").await;
+    let tls = free_addr();
+    let rest = format!(
+        "[jwt]\nsecret = \"{{secret}}\"\n[[upstreams]]\nname = \"app\"\naddrs = [\"{}\"]\nread_timeout_ms = 1000\n\
+         [[routes]]\nname = \"pub\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"public\"\n",
+        up.addr
+    );
+    let server = format!(
+        "grace_period_seconds = 1\ntls_listen = \"{tls}\"\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let _gw = Gateway::start_with(&rest, &server).await;
+    let mut c = h2_client(tls, &ca).await.ready().await.unwrap();
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("https://localhost:{}/upload", tls.port()))
+        .header("content-length", "100")
+        .body(())
+        .unwrap();
+    let (resp, mut body) = c.send_request(request, false).unwrap();
+    body.send_data(bytes::Bytes::from_static(b"0123456789"), false)
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+        .await
+        .expect("no answer within 10 s")
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+}

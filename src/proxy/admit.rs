@@ -234,14 +234,23 @@ impl Gateway {
     ) -> Result<()> {
         let mut body = bytes::BytesMut::new();
         if session.req_header().method != http::Method::GET {
+            // The whole body within 10 s: a deadline of our own, because Pingora's read timeout
+            // does nothing for HTTP/2 streams.
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
             session.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-            // A body error is the client's (a bad chunk, a stall, a hang-up): marked so, it is
-            // answered as such rather than as our own failure.
-            while let Some(chunk) = session
-                .read_request_body()
-                .await
-                .map_err(|e| e.into_down())?
-            {
+            loop {
+                let read = tokio::time::timeout_at(deadline, session.read_request_body()).await;
+                // A body error is the client's (a bad chunk, a stall, a hang-up): marked so, it
+                // is answered as such rather than as our own failure.
+                let chunk = match read {
+                    Ok(chunk) => chunk.map_err(|e| e.into_down())?,
+                    Err(_) => {
+                        session.set_keepalive(None);
+                        answer_error(session, ctx, &GatewayError::RequestTimeout).await?;
+                        return Ok(());
+                    }
+                };
+                let Some(chunk) = chunk else { break };
                 if body.len() + chunk.len() > api::MAX_BODY {
                     session.set_keepalive(None);
                     answer_error(session, ctx, &GatewayError::PayloadTooLarge(api::MAX_BODY))

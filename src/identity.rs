@@ -27,6 +27,19 @@ pub struct HeaderRules {
     pub provider: bytes::Bytes,
     /// The signed identity assertion's header (`identity.assertion_header`).
     pub assertion: bytes::Bytes,
+    /// The same names as `HeaderName`s (lower case), for editing the upstream request's header
+    /// map directly (`proxy::upstream_request_filter`).
+    pub wire: WireNames,
+}
+
+/// The injected header names as `HeaderName`s; a clone is a reference count.
+#[derive(Debug, Clone)]
+pub struct WireNames {
+    pub user_id: http::HeaderName,
+    pub email: http::HeaderName,
+    pub nickname: http::HeaderName,
+    pub provider: http::HeaderName,
+    pub assertion: http::HeaderName,
 }
 
 fn canonical(name: &str) -> String {
@@ -90,6 +103,19 @@ impl HeaderRules {
             nickname: name(&cfg.nickname),
             provider: name(&cfg.provider),
             assertion: name(&cfg.assertion_header),
+            wire: {
+                // `check` refuses names that are not header names.
+                let wire = |n: &str| {
+                    http::HeaderName::from_bytes(n.as_bytes()).expect("a checked header name")
+                };
+                WireNames {
+                    user_id: wire(&cfg.user_id),
+                    email: wire(&cfg.email),
+                    nickname: wire(&cfg.nickname),
+                    provider: wire(&cfg.provider),
+                    assertion: wire(&cfg.assertion_header),
+                }
+            },
         }
     }
 

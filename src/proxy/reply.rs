@@ -80,16 +80,16 @@ pub fn loggable(bytes: &[u8]) -> String {
 /// The gateway's session cookies are credentials for the gateway, not for the upstream app:
 /// an upstream that logs or echoes cookies must not be able to leak them. The header is handled
 /// as bytes (`cookies::without`), so other cookies reach the upstream exactly as sent.
-pub(super) fn strip_session_cookies(up: &mut RequestHeader) -> Result<()> {
+pub(super) fn strip_session_cookies(headers: &mut http::HeaderMap) {
     let ours = cookies::is_ours;
-    let cookies = up.headers.get_all(http::header::COOKIE);
+    let cookies = headers.get_all(http::header::COOKIE);
     // Most requests carry none of ours in one header: check without copying anything.
     let stripped: Vec<Option<Vec<u8>>> = cookies
         .iter()
         .map(|v| crate::cookies::without(v.as_bytes(), ours))
         .collect();
     if stripped.len() < 2 && stripped.iter().all(Option::is_none) {
-        return Ok(());
+        return;
     }
     // What is left goes upstream as one header: HTTP/2 clients split cookies into several
     // fields, which must be joined with "; " for an HTTP/1.1 upstream (RFC 9113 §8.2.3), and an
@@ -105,14 +105,13 @@ pub(super) fn strip_session_cookies(up: &mut RequestHeader) -> Result<()> {
         }
         joined.extend_from_slice(&kept);
     }
-    up.remove_header("cookie");
+    headers.remove(http::header::COOKIE);
     // Bytes of valid header values with some pairs taken out, joined by "; ", are still valid.
     if let Ok(value) = http::HeaderValue::from_bytes(&joined) {
         if !joined.is_empty() {
-            up.append_header("cookie", value)?;
+            headers.append(http::header::COOKIE, value);
         }
     }
-    Ok(())
 }
 
 /// The request's host as routing compares it (`routes::check_host`): from `Host`, or from the

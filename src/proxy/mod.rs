@@ -134,6 +134,89 @@ impl Gateway {
         let upstream = route.upstream_index;
         Some(assertions.get(claims, upstream, &live.upstreams[upstream].name))
     }
+
+    /// The upstream request's headers: what is removed and what is added
+    /// (`upstream_request_filter`).
+    fn rewrite_request(
+        &self,
+        parts: &mut http::request::Parts,
+        live: &Live,
+        ctx: &RequestCtx,
+        trusted: bool,
+        proto: &'static str,
+    ) {
+        let h = &mut parts.headers;
+        h.reserve(12);
+        // One pass over the client's header names: forgeable identity headers go, and so does
+        // every header the gateway sets itself in any spelling, so each of ours is then a plain
+        // append that cannot duplicate a client's copy. From anyone but a trusted proxy every
+        // forwarding header goes (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`, `Front-End-Https`,
+        // ...: `identity::FORWARDING_HEADERS`); a trusted proxy's stay, unless spelled with `_`
+        // (which no proxy writes, and a client behind it could).
+        let gone: Vec<http::HeaderName> = h
+            .keys()
+            .filter(|n| {
+                let n = n.as_str();
+                identity::is_set_by_us(n)
+                    || live.headers.is_forgeable(n)
+                    || ((!trusted || n.contains('_')) && identity::is_forwarding_header(n))
+            })
+            .cloned()
+            .collect();
+        for name in &gone {
+            h.remove(name);
+        }
+        // Values are the claims' prebuilt header values, names prebuilt too: nothing is copied.
+        let names = &live.headers.wire;
+        if let Some(c) = &ctx.claims {
+            let v = &c.header_values;
+            h.append(names.user_id.clone(), v.sub.clone());
+            for (name, value) in [
+                (&names.email, &v.email),
+                (&names.nickname, &v.nickname),
+                (&names.provider, &v.provider),
+            ] {
+                if let Some(value) = value {
+                    h.append(name.clone(), value.clone());
+                }
+            }
+        }
+        if let Some(value) = self.assertion(live, ctx) {
+            h.append(names.assertion.clone(), value);
+        }
+        if let Some(id) = &ctx.request_id {
+            h.append(X_REQUEST_ID.clone(), id.clone());
+        }
+        strip_session_cookies(h);
+        if let Some(xff) = ctx.forwarded_for.clone() {
+            h.append(X_FORWARDED_FOR.clone(), xff);
+        }
+        h.append(
+            X_FORWARDED_PROTO.clone(),
+            http::HeaderValue::from_static(proto),
+        );
+        // An HTTP/2 request names its host in `:authority` only: for an HTTP/2 upstream Pingora
+        // builds the upstream's `:authority` from `Host` when there is one, so it is set here.
+        let host = match h.get(http::header::HOST) {
+            Some(v) => Some(v.clone()),
+            None => parts
+                .uri
+                .authority()
+                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
+        };
+        if let Some(host) = host {
+            // The host is forwarded as it was routed (as the path is).
+            let host = match canonical_host(host.as_bytes()) {
+                Some(c) => http::HeaderValue::from_bytes(&c).expect("a checked host"),
+                None => host,
+            };
+            let h = &mut parts.headers;
+            if h.get(http::header::HOST) != Some(&host) {
+                h.insert(http::header::HOST, host.clone());
+            }
+            h.append(X_FORWARDED_HOST.clone(), host);
+        }
+    }
 }
 
 // Header names used on every request, parsed once.
@@ -202,6 +285,33 @@ impl RequestCtx {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     }
+}
+
+/// Edits a request head as a plain `http::HeaderMap`, always putting it back: through Pingora's
+/// `RequestHeader` every added header cost ~1,400 instructions (the name parsed again, kept twice
+/// in a case map and the value map, both grown). Only the client's header-name case is lost;
+/// the target survives because only origin-form printable ASCII reaches here
+/// (`routes::check_target`), which `From<Parts>` keeps byte for byte.
+fn edit_request(up: &mut RequestHeader, f: impl FnOnce(&mut http::request::Parts)) {
+    let end_stream = up.send_end_stream().unwrap_or(true);
+    let blank = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts: http::request::Parts = std::mem::replace(up, blank).into();
+    debug_assert!(parts
+        .uri
+        .path_and_query()
+        .is_some_and(|p| p.as_str().starts_with('/')));
+    parts.headers.reserve(12);
+    f(&mut parts);
+    *up = RequestHeader::from(parts);
+    up.set_send_end_stream(end_stream);
+}
+
+/// The same for an answer: the upstream's header-name case and reason phrase are lost.
+fn edit_response(resp: &mut ResponseHeader, f: impl FnOnce(&mut http::response::Parts)) {
+    let blank = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts: http::response::Parts = std::mem::replace(resp, blank).into();
+    f(&mut parts);
+    *resp = ResponseHeader::from(parts);
 }
 
 #[async_trait]
@@ -386,82 +496,9 @@ impl ProxyHttp for Gateway {
         // kept twice in a case map and the value map, both grown), as a plain `http::HeaderMap`
         // with room reserved it is an append. The target is unchanged (origin-form printable
         // ASCII, `routes::check_target`), so nothing else is lost in the conversion.
-        let end_stream = up.send_end_stream().unwrap_or(true);
-        let blank = RequestHeader::from(http::Request::new(()).into_parts().0);
-        let mut parts: http::request::Parts = std::mem::replace(up, blank).into();
-        let h = &mut parts.headers;
-        h.reserve(12);
-        // One pass over the client's header names: forgeable identity headers go, and so does
-        // every header the gateway sets itself in any spelling, so each of ours is then a plain
-        // append that cannot duplicate a client's copy. From anyone but a trusted proxy every
-        // forwarding header goes (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`, `Front-End-Https`,
-        // ...: `identity::FORWARDING_HEADERS`); a trusted proxy's stay, unless spelled with `_`
-        // (which no proxy writes, and a client behind it could).
-        let gone: Vec<http::HeaderName> = h
-            .keys()
-            .filter(|n| {
-                let n = n.as_str();
-                identity::is_set_by_us(n)
-                    || live.headers.is_forgeable(n)
-                    || ((!trusted || n.contains('_')) && identity::is_forwarding_header(n))
-            })
-            .cloned()
-            .collect();
-        for name in &gone {
-            h.remove(name);
-        }
-        // Values are the claims' prebuilt header values, names prebuilt too: nothing is copied.
-        let names = &live.headers.wire;
-        if let Some(c) = &ctx.claims {
-            let v = &c.header_values;
-            h.append(names.user_id.clone(), v.sub.clone());
-            for (name, value) in [
-                (&names.email, &v.email),
-                (&names.nickname, &v.nickname),
-                (&names.provider, &v.provider),
-            ] {
-                if let Some(value) = value {
-                    h.append(name.clone(), value.clone());
-                }
-            }
-        }
-        if let Some(value) = self.assertion(live, ctx) {
-            h.append(names.assertion.clone(), value);
-        }
-        if let Some(id) = &ctx.request_id {
-            h.append(X_REQUEST_ID.clone(), id.clone());
-        }
-        strip_session_cookies(h);
-        if let Some(xff) = ctx.forwarded_for.clone() {
-            h.append(X_FORWARDED_FOR.clone(), xff);
-        }
-        h.append(
-            X_FORWARDED_PROTO.clone(),
-            http::HeaderValue::from_static(proto),
-        );
-        // An HTTP/2 request names its host in `:authority` only: for an HTTP/2 upstream Pingora
-        // builds the upstream's `:authority` from `Host` when there is one, so it is set here.
-        let host = match h.get(http::header::HOST) {
-            Some(v) => Some(v.clone()),
-            None => parts
-                .uri
-                .authority()
-                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
-        };
-        if let Some(host) = host {
-            // The host is forwarded as it was routed (as the path is).
-            let host = match canonical_host(host.as_bytes()) {
-                Some(c) => http::HeaderValue::from_bytes(&c).expect("a checked host"),
-                None => host,
-            };
-            let h = &mut parts.headers;
-            if h.get(http::header::HOST) != Some(&host) {
-                h.insert(http::header::HOST, host.clone());
-            }
-            h.append(X_FORWARDED_HOST.clone(), host);
-        }
-        *up = RequestHeader::from(parts);
-        up.set_send_end_stream(end_stream);
+        edit_request(up, |parts| {
+            self.rewrite_request(parts, live, ctx, trusted, proto)
+        });
         Ok(())
     }
 
@@ -471,31 +508,38 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        // Edited as a plain header map, as the upstream request is (`upstream_request_filter`):
-        // the answer goes on without the upstream's header-name case and reason phrase.
-        let blank = ResponseHeader::from(http::Response::new(()).into_parts().0);
-        let mut parts: http::response::Parts = std::mem::replace(resp, blank).into();
-        let h = &mut parts.headers;
-        if let Some(id) = &ctx.request_id {
-            h.insert(X_REQUEST_ID.clone(), id.clone());
-        }
-        // Browsers ignore cookies on informational answers (100 Continue, 103 Early Hints): a
-        // rotation goes with the final one (or the 101 of an upgrade), and is never cached.
-        if !ctx.set_cookies.is_empty()
-            && (!parts.status.is_informational()
-                || parts.status == http::StatusCode::SWITCHING_PROTOCOLS)
-        {
-            for c in ctx.set_cookies.drain(..) {
-                if let Ok(v) = http::HeaderValue::try_from(c) {
-                    h.append(http::header::SET_COOKIE, v);
+        let (id, set_cookies) = (ctx.request_id.clone(), std::mem::take(&mut ctx.set_cookies));
+        edit_response(resp, |parts| {
+            let h = &mut parts.headers;
+            if let Some(id) = id {
+                h.insert(X_REQUEST_ID.clone(), id);
+            }
+            // Browsers ignore cookies on informational answers (100 Continue, 103 Early Hints):
+            // a rotation goes with the final one (or the 101 of an upgrade), and is never cached.
+            let last = !parts.status.is_informational()
+                || parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
+            if set_cookies.is_empty() {
+                return;
+            }
+            if !last {
+                ctx.set_cookies = set_cookies;
+                return;
+            }
+            for c in set_cookies {
+                match http::HeaderValue::try_from(c) {
+                    Ok(v) => {
+                        h.append(http::header::SET_COOKIE, v);
+                    }
+                    // Never expected (`cookies::set_cookie` builds them), and a lost rotation
+                    // signs the user out: said loudly.
+                    Err(e) => tracing::error!(error = %e, "a rotated cookie is not a header value"),
                 }
             }
             h.insert(
                 http::header::CACHE_CONTROL,
                 http::HeaderValue::from_static("private, no-store"),
             );
-        }
-        *resp = ResponseHeader::from(parts);
+        });
         let live = ctx.live.as_deref().expect("new_ctx sets it");
         if let (Some(started), Some(route)) = (ctx.upstream_started, ctx.route) {
             let upstream = live.router.routes()[route].upstream_index;

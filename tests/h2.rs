@@ -1,5 +1,7 @@
 //! The trust boundary over HTTP/2 (TLS, ALPN h2): the rules the HTTP/1.1 socket tests hold
-//! (`trust_boundary.rs`) hold for every h2 request too. Well-formed requests go through the `h2`
+//! (`trust_boundary.rs`) hold for every h2 request too: routes, hosts and methods; identity,
+//! forwarding headers and cookies; malformed requests; the preface, body and upload deadlines;
+//! rate limits shared with HTTP/1.1; the routed authority to an h2 upstream. Well-formed requests go through the `h2`
 //! library's client; what that client refuses to send (upper-case names, connection-specific
 //! headers, pseudo-header abuse) is written as raw frames with a literal HPACK encoding.
 
@@ -614,4 +616,46 @@ async fn a_stalled_h2_upload_is_bounded_by_the_upstream_read_timeout() {
         .expect("no answer within 10 s")
         .unwrap();
     assert_eq!(resp.status(), 504);
+}
+
+/// Rate limits count HTTP/2 requests as HTTP/1.1 ones, in the same budget: streams on one
+/// connection spend the client's anonymous budget, then forged tokens get 429 before any
+/// signature check, on either protocol; a known token keeps working (its user's own budget).
+#[tokio::test]
+async fn h2_streams_spend_the_same_rate_limit_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("CA");
+    let (cert, key) = ca.leaf(&["localhost"]).write(dir.path(), "gw");
+    let up = Upstream::start("app").await;
+    let tls = free_addr();
+    let rest = dev_routes(&up, "[rate_limit]\nip_per_minute = 6\nip_burst = 3");
+    let server = format!(
+        "grace_period_seconds = 1\ntls_listen = \"{tls}\"\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let gw = Gateway::start_with(&rest, &server).await;
+    let mut c = h2_client(tls, &ca).await;
+    let url = format!("https://localhost:{}/api/x", tls.port());
+    let known = token();
+    let (status, _) = send(&mut c, req("GET", &url, &[("authorization", &known)])).await;
+    assert_eq!(status, 200);
+    let forged = bearer(&format!("{}x", hs256(&claims())));
+    for _ in 0..3 {
+        let (status, body) = send(&mut c, req("GET", &url, &[("authorization", &forged)])).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    let (status, body) = send(&mut c, req("GET", &url, &[("authorization", &forged)])).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("RATE_LIMIT_EXCEEDED"), "{body}");
+    // The same budget over HTTP/1.1 from the same address.
+    gw.get("/api/x", &[("Authorization", &forged)])
+        .await
+        .assert_gateway_error(429, "RATE_LIMIT_EXCEEDED");
+    let (status, _) = send(&mut c, req("GET", &url, &[("authorization", &known)])).await;
+    assert_eq!(
+        status, 200,
+        "a known token needs no signature check and has its own budget"
+    );
+    assert_eq!(up.count(), 2);
 }

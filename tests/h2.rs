@@ -43,11 +43,7 @@ async fn site() -> Site {
          [[routes]]\nname = \"pub\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"public\"\n",
         up.addr
     );
-    let server = format!(
-        "grace_period_seconds = 1\nclient_header_timeout_ms = 1000\ntls_listen = \"{tls}\"\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-        cert.display(),
-        key.display()
-    );
+    let server = https_server(tls, &cert, &key, "client_header_timeout_ms = 1000");
     let gw = Gateway::start_with(&rest, &server).await;
     Site {
         gw,
@@ -56,6 +52,20 @@ async fn site() -> Site {
         ca,
         _dir: dir,
     }
+}
+
+/// `[server]` lines for an HTTPS listener on `tls` with one certificate, `extra` before them.
+fn https_server(
+    tls: SocketAddr,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    extra: &str,
+) -> String {
+    format!(
+        "grace_period_seconds = 1\n{extra}\ntls_listen = \"{tls}\"\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    )
 }
 
 type Client = h2::client::SendRequest<bytes::Bytes>;
@@ -519,11 +529,7 @@ async fn h2_end_to_end_forwards_the_routed_authority() {
         up.addr,
         ca_file.display()
     );
-    let server = format!(
-        "grace_period_seconds = 1\ntls_listen = \"{tls}\"\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-        cert.display(),
-        key.display()
-    );
+    let server = https_server(tls, &cert, &key, "");
     let gw = Gateway::start_with(&rest, &server).await;
     let mut c = h2_client(tls, &ca).await;
     let uri = format!("https://LocalHost.:{}/x", tls.port());
@@ -595,11 +601,7 @@ async fn a_stalled_h2_upload_is_bounded_by_the_upstream_read_timeout() {
          [[routes]]\nname = \"pub\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"public\"\n",
         up.addr
     );
-    let server = format!(
-        "grace_period_seconds = 1\ntls_listen = \"{tls}\"\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-        cert.display(),
-        key.display()
-    );
+    let server = https_server(tls, &cert, &key, "");
     let _gw = Gateway::start_with(&rest, &server).await;
     let mut c = h2_client(tls, &ca).await.ready().await.unwrap();
     let request = http::Request::builder()
@@ -629,11 +631,7 @@ async fn h2_streams_spend_the_same_rate_limit_budget() {
     let up = Upstream::start("app").await;
     let tls = free_addr();
     let rest = dev_routes(&up, "[rate_limit]\nip_per_minute = 6\nip_burst = 3");
-    let server = format!(
-        "grace_period_seconds = 1\ntls_listen = \"{tls}\"\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-        cert.display(),
-        key.display()
-    );
+    let server = https_server(tls, &cert, &key, "");
     let gw = Gateway::start_with(&rest, &server).await;
     let mut c = h2_client(tls, &ca).await;
     let url = format!("https://localhost:{}/api/x", tls.port());

@@ -90,6 +90,9 @@ impl Reloader {
             let mut c = c.clone();
             (c.listen, c.admin_listen, c.threads) = (n.listen, n.admin_listen, n.threads);
             (c.tls_listen, c.tls) = (n.tls_listen, n.tls.clone());
+            // The same networks in another order are the same setting.
+            c.trusted_proxies.sort();
+            c.trusted_proxies.dedup();
             format!("{c:?}")
         };
         if rest(s) != rest(n) {

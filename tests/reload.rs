@@ -378,3 +378,46 @@ async fn keys_rotate_without_logging_anyone_out_and_the_jwks_follows() {
     assert_eq!(api(&new_token).await, 200);
     assert_eq!(kids(&gw).await, vec![new_kid]);
 }
+
+/// Trusted proxies in another order are the same setting: no restart is reported for it.
+#[tokio::test]
+async fn reordered_trusted_proxies_need_no_restart() {
+    let up = Upstream::start("app").await;
+    let config = format!(
+        "{}{}{}",
+        jwt(),
+        upstream("app", &up),
+        route("a", "/a", "app", "public")
+    );
+    let gw = Gateway::start_with(
+        &config,
+        "grace_period_seconds = 1\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]",
+    )
+    .await;
+    let reload = |from: &str, to: &str| {
+        let path = gw.dir.path().join("config.toml");
+        let text = std::fs::read_to_string(&path).unwrap().replace(from, to);
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(bin())
+            .args(["reload", "-c"])
+            .arg(&path)
+            .env_remove("JWT_SECRET_KEY")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = reload(
+        "[\"10.0.0.0/8\", \"192.0.2.1\"]",
+        "[\"192.0.2.1\", \"10.0.0.0/8\"]",
+    );
+    assert!(
+        out.contains("\"needs_restart\":[]"),
+        "reordered only: {out}"
+    );
+    let out = reload("[\"192.0.2.1\", \"10.0.0.0/8\"]", "[\"192.0.2.1\"]");
+    assert!(
+        out.contains("server (other than"),
+        "a changed list needs a restart: {out}"
+    );
+}

@@ -19,8 +19,8 @@ use crate::config::IdentityConfig;
 pub struct HeaderRules {
     exact: Vec<String>,
     prefixes: Vec<String>,
-    /// The injected names, in the configured spelling. Kept as shared bytes because that is what
-    /// Pingora stores a header name's case in: inserting one copies nothing.
+    /// The injected names, in the configured spelling: what forward-auth answers carry
+    /// (`proxy::forward_auth`). Proxied requests use [`WireNames`].
     pub user_id: bytes::Bytes,
     pub email: bytes::Bytes,
     pub nickname: bytes::Bytes,

@@ -146,7 +146,6 @@ impl Gateway {
         proto: &'static str,
     ) {
         let h = &mut parts.headers;
-        h.reserve(12);
         // One pass over the client's header names: forgeable identity headers go, and so does
         // every header the gateway sets itself in any spelling, so each of ours is then a plain
         // append that cannot duplicate a client's copy. From anyone but a trusted proxy every

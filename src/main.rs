@@ -65,19 +65,19 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Check { config } => match Config::load(&config, &config::process_env) {
-            Ok(c) if !config::expired(&c).is_empty() => {
-                let expired = config::expired(&c);
-                println!(
-                    "{}: {} certificate problem(s):",
-                    config.display(),
-                    expired.len()
-                );
-                for e in expired {
-                    println!("  - {e}");
-                }
-                ExitCode::from(2)
-            }
             Ok(c) => {
+                let findings = config::findings(&c);
+                if !findings.refused.is_empty() {
+                    println!(
+                        "{}: {} certificate problem(s):",
+                        config.display(),
+                        findings.refused.len()
+                    );
+                    for e in findings.refused {
+                        println!("  - {e}");
+                    }
+                    return ExitCode::from(2);
+                }
                 let login = if c.providers.is_empty() {
                     "login off (no [kakao] client_id, no [[providers]])".to_string()
                 } else {
@@ -96,7 +96,7 @@ fn main() -> ExitCode {
                     c.jwt.algorithm,
                     config::redact_url(&c.store.url),
                 );
-                for warning in authgate::config::warnings(&c) {
+                for warning in findings.warnings {
                     println!("warning: {warning}");
                 }
                 ExitCode::SUCCESS

@@ -42,11 +42,13 @@ impl Upstream {
         runtime: &tokio::runtime::Handle,
     ) -> std::io::Result<Arc<Upstream>> {
         let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(cfg.addrs.iter().copied())?;
-        let tls = match &cfg.tls {
-            None => None,
-            Some(t) => Some(PeerTls::new(t).map_err(std::io::Error::other)?),
-        };
-        if tls.as_ref().is_some_and(|t| !t.verifies()) {
+        let tls = cfg
+            .tls
+            .as_ref()
+            .map(PeerTls::new)
+            .transpose()
+            .map_err(std::io::Error::other)?;
+        if cfg.tls.as_ref().is_some_and(|t| !t.verify) {
             tracing::warn!(upstream = %cfg.name,
                 "upstreams[].verify = false: this upstream's certificate is NOT verified; anyone on the path can read and alter its traffic, identity headers included");
         }
@@ -83,27 +85,30 @@ impl Upstream {
             Duration::from_millis(cfg.connect_timeout_ms),
             Duration::from_millis(cfg.read_timeout_ms),
         );
+        let pool_key = group_key(cfg);
         let peers = lb
             .backends()
             .get_backend()
             .iter()
             .map(|backend| {
-                // Never empty: Pingora verifies nothing for a peer without a name.
-                let inet = backend.addr.as_inet();
-                let host = inet
-                    .and_then(|a| cfg.addrs.iter().position(|x| x == a))
-                    .map(|i| cfg.hosts[i].clone())
-                    .filter(|h| !h.is_empty())
-                    .unwrap_or_else(|| inet.map_or("localhost".into(), |a| a.ip().to_string()));
                 let mut peer = match &tls {
                     None => HttpPeer::new(backend.clone(), false, String::new()),
                     Some(t) => {
+                        // Never empty: Pingora verifies nothing for a peer without a name.
+                        let inet = backend.addr.as_inet();
+                        let host = inet
+                            .and_then(|a| cfg.addrs.iter().position(|x| x == a))
+                            .map(|i| cfg.hosts[i].clone())
+                            .filter(|h| !h.is_empty())
+                            .unwrap_or_else(|| {
+                                inet.map_or("localhost".into(), |a| a.ip().to_string())
+                            });
                         let mut peer =
                             HttpPeer::new(backend.clone(), true, t.sni(&host).to_string());
                         t.apply(&mut peer, cfg.h2);
                         // Pingora's connection pool does not tell peers apart by their CA or
                         // verification: two upstreams on one address must not share connections.
-                        peer.group_key = group_key(cfg);
+                        peer.group_key = pool_key;
                         peer
                     }
                 };

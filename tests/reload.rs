@@ -81,6 +81,16 @@ async fn until_status(gw: &Gateway, path: &str, status: u16) {
     }
 }
 
+/// `authgate reload -c config` (the gateway's admin address comes from the file).
+fn reload_cli(config: impl AsRef<std::path::Path>) -> std::process::Output {
+    Command::new(bin())
+        .args(["reload", "-c"])
+        .arg(config.as_ref())
+        .env_remove("JWT_SECRET_KEY")
+        .output()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn routes_change_under_load_and_nothing_fails_that_either_configuration_would_serve() {
     let up = Upstream::start("app").await;
@@ -212,12 +222,7 @@ async fn an_invalid_file_leaves_the_running_configuration_serving() {
     assert_eq!(gw.get("/b/x", &[]).await.status, 404);
     assert!(gw.log().contains("routes[1].auth"), "{}", gw.log());
     // `authgate reload` refuses it before asking the gateway.
-    let out = Command::new(bin())
-        .args(["reload", "-c"])
-        .arg(gw.dir.path().join("config.toml"))
-        .env_remove("JWT_SECRET_KEY")
-        .output()
-        .unwrap();
+    let out = reload_cli(gw.dir.path().join("config.toml"));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("routes[1].upstream"));
     let scrape = gw.admin_get("/metrics").await.text();
@@ -244,12 +249,7 @@ async fn an_invalid_file_leaves_the_running_configuration_serving() {
         .unwrap()
         .replace("threads = 1", "threads = 3");
     std::fs::write(gw.dir.path().join("config.toml"), text).unwrap();
-    let out = Command::new(bin())
-        .args(["reload", "-c"])
-        .arg(gw.dir.path().join("config.toml"))
-        .env_remove("JWT_SECRET_KEY")
-        .output()
-        .unwrap();
+    let out = reload_cli(gw.dir.path().join("config.toml"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("server.threads"), "{stdout}");
@@ -398,12 +398,7 @@ async fn reordered_trusted_proxies_need_no_restart() {
         let path = gw.dir.path().join("config.toml");
         let text = std::fs::read_to_string(&path).unwrap().replace(from, to);
         std::fs::write(&path, text).unwrap();
-        let out = Command::new(bin())
-            .args(["reload", "-c"])
-            .arg(&path)
-            .env_remove("JWT_SECRET_KEY")
-            .output()
-            .unwrap();
+        let out = reload_cli(&path);
         assert!(out.status.success());
         String::from_utf8_lossy(&out.stdout).into_owned()
     };

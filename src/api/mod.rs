@@ -172,9 +172,7 @@ pub struct AuthApi {
     metrics: Arc<Metrics>,
 }
 
-fn now() -> i64 {
-    jsonwebtoken::get_current_timestamp() as i64
-}
+use crate::tokens::now;
 
 /// Where a `next` parameter may send the browser: a same-origin path that is not ambiguous, or
 /// an allowed origin. Anything else lands on `/`.

@@ -78,44 +78,39 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// What `authgate check` points out in a valid configuration: certificates that expire within
-/// 14 days, upstreams whose certificates are not verified.
-pub fn warnings(c: &Config) -> Vec<String> {
-    let mut w = c
+/// What `authgate check` says about a valid configuration beyond its problems.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Refused by `check` although the gateway still starts with them (a failed renewal must
+    /// not keep it from restarting): served and upstream client certificates that have expired
+    /// or are not valid yet.
+    pub refused: Vec<String>,
+    /// Served certificates that expire within 14 days, upstreams whose certificates are not
+    /// verified.
+    pub warnings: Vec<String>,
+}
+
+/// Reads each certificate file once more to judge its dates (`authgate check`).
+pub fn findings(c: &Config) -> Findings {
+    let (mut refused, mut warnings) = c
         .server
         .tls
         .as_ref()
-        .map(|t| crate::tls::listener::expiry_findings(t).1)
+        .map(crate::tls::listener::expiry_findings)
         .unwrap_or_default();
+    let now = crate::tokens::now();
     for u in &c.upstreams {
-        if u.tls.as_ref().is_some_and(|t| !t.verify) {
-            w.push(format!(
+        let Some(tls) = &u.tls else { continue };
+        if !tls.verify {
+            warnings.push(format!(
                 "upstreams \"{}\": verify = false, its certificate is not checked: anyone on the path can read and alter its traffic",
                 u.name
             ));
         }
-    }
-    w
-}
-
-/// Certificates `authgate check` refuses although the gateway still starts with them (a failed
-/// renewal must not keep it from restarting): the served ones and upstream client certificates
-/// that have expired or are not valid yet.
-pub fn expired(c: &Config) -> Vec<String> {
-    let mut e = c
-        .server
-        .tls
-        .as_ref()
-        .map(|t| crate::tls::listener::expiry_findings(t).0)
-        .unwrap_or_default();
-    for u in &c.upstreams {
-        let Some(pair) = u.tls.as_ref().and_then(|t| t.client.as_ref()) else {
-            continue;
-        };
+        let Some(pair) = &tls.client else { continue };
         if let Ok(l) = crate::tls::load_pair(&pair.cert_file, &pair.key_file) {
-            let now = crate::tls::now();
             if l.not_after < now || l.not_before > now {
-                e.push(format!(
+                refused.push(format!(
                     "upstreams \"{}\": the client certificate {} is valid only from {} to {}: the upstream will refuse it",
                     u.name,
                     pair.cert_file.display(),
@@ -125,7 +120,7 @@ pub fn expired(c: &Config) -> Vec<String> {
             }
         }
     }
-    e
+    Findings { refused, warnings }
 }
 
 impl Config {

@@ -76,7 +76,8 @@ impl Gateway {
             check_h2_fields(&req.headers)?;
         }
         let path = check_target(req.raw_path())?;
-        let host = request_host(req)?;
+        let authority = request_authority(req)?;
+        let host = check_host(authority)?;
         if let Some(mode) = self.forward_auth_mode(live, path) {
             return Ok(Step::ForwardAuth(mode));
         }
@@ -87,7 +88,7 @@ impl Gateway {
             method: &req.method,
             path,
             host,
-            authority: request_authority(req)?,
+            authority,
             headers: &req.headers,
         };
         self.decide(&original, ctx, key, live).await?;

@@ -53,9 +53,7 @@ pub use live::{Live, Shared};
 
 pub use forward_auth::Paths as ForwardAuthPaths;
 pub use reply::loggable;
-use reply::{
-    answer_error, classify, request_authority, request_host, strip_session_cookies, write_json,
-};
+use reply::{answer_error, classify, request_authority, strip_session_cookies, write_json};
 
 /// Everything the pipeline needs, shared by all workers: the swappable configuration
 /// ([`Live`], `live.rs`) and what does not change while the server runs.
@@ -513,14 +511,14 @@ impl ProxyHttp for Gateway {
             if let Some(id) = id {
                 h.insert(X_REQUEST_ID.clone(), id);
             }
-            // Browsers ignore cookies on informational answers (100 Continue, 103 Early Hints):
-            // a rotation goes with the final one (or the 101 of an upgrade), and is never cached.
-            let last = !parts.status.is_informational()
-                || parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
             if set_cookies.is_empty() {
                 return;
             }
-            if !last {
+            // Browsers ignore cookies on informational answers (100 Continue, 103 Early Hints):
+            // a rotation waits for the final one (or the 101 of an upgrade), and is never cached.
+            if parts.status.is_informational()
+                && parts.status != http::StatusCode::SWITCHING_PROTOCOLS
+            {
                 ctx.set_cookies = set_cookies;
                 return;
             }

@@ -114,15 +114,10 @@ pub(super) fn strip_session_cookies(headers: &mut http::HeaderMap) {
     }
 }
 
-/// The request's host as routing compares it (`routes::check_host`): from `Host`, or from the
-/// target's authority when there is no `Host` (HTTP/2). A request without one is refused (RFC
-/// 9112 §3.2): an upstream would serve its default virtual host, which a host route cannot
-/// protect. So are two `Host` headers: the upstream might read the other one.
-pub(super) fn request_host(req: &RequestHeader) -> Result<&[u8], GatewayError> {
-    request_authority(req).and_then(|a| Ok(check_host(a)?))
-}
-
-/// The authority the request names, as the client wrote it. An HTTP/2 request names it in
+/// The authority the request names, as the client wrote it (routes compare it after
+/// `routes::check_host`). A request without one is refused (RFC 9112 §3.2): an upstream would
+/// serve its default virtual host, which a host route cannot protect; so are two `Host`
+/// headers, of which the upstream might read the other. An HTTP/2 request names it in
 /// `:authority`, and Pingora forwards that as the upstream's `Host` whatever `Host` says, so a
 /// `Host` beside it must say the same (RFC 9113 §8.3.1 lets a server refuse the pair), or the
 /// route would be chosen by one host and the request delivered to the other. An HTTP/1.1

@@ -16,9 +16,10 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use sha2::Digest;
 
-use super::{format_time, load_pair, now};
+use super::{format_time, load_pair, matches};
 use crate::config::TlsConfig;
 use crate::metrics::Metrics;
+use crate::tokens::now;
 
 /// A warning is due when a certificate has less than this left.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -28,54 +29,44 @@ pub const WATCH_EVERY: Duration = Duration::from_secs(5);
 /// The certificates served at one moment.
 struct CertSet {
     default: Arc<CertifiedKey>,
-    /// Exact names first, then wildcards (`*.example.com` kept as `.example.com`).
-    exact: Vec<(String, Arc<CertifiedKey>)>,
-    wildcard: Vec<(String, Arc<CertifiedKey>)>,
+    /// Each `server_names` entry (`*.example.com` for one label) with its certificate.
+    named: Vec<(String, Arc<CertifiedKey>)>,
 }
 
 impl CertSet {
     /// Loads every pair; also returns each gauge label with its expiry.
     fn load(cfg: &TlsConfig) -> Result<(CertSet, Vec<(String, i64)>), String> {
-        let mut expiry = Vec::new();
         let default = load_pair(&cfg.default.cert_file, &cfg.default.key_file)?;
-        expiry.push(("default".to_string(), default.not_after));
-        let (mut exact, mut wildcard) = (Vec::new(), Vec::new());
+        let mut expiry = vec![("default".to_string(), default.not_after)];
+        let mut named = Vec::new();
         for c in &cfg.certs {
             let loaded = load_pair(&c.pair.cert_file, &c.pair.key_file)?;
             expiry.push((c.server_names[0].clone(), loaded.not_after));
-            for n in &c.server_names {
-                match n.strip_prefix('*') {
-                    Some(suffix) => wildcard.push((suffix.to_string(), loaded.key.clone())),
-                    None => exact.push((n.clone(), loaded.key.clone())),
-                }
-            }
+            named.extend(
+                c.server_names
+                    .iter()
+                    .map(|n| (n.clone(), loaded.key.clone())),
+            );
         }
-        Ok((
-            CertSet {
-                default: default.key,
-                exact,
-                wildcard,
-            },
-            expiry,
-        ))
+        let set = CertSet {
+            default: default.key,
+            named,
+        };
+        Ok((set, expiry))
     }
 
-    /// The certificate for a client that asked for `sni` (none: an IP address was dialled).
+    /// The certificate for a client that asked for `sni` (none: an IP address was dialled): an
+    /// exact name first, then a wildcard, else the default.
     fn pick(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
         let Some(sni) = sni else {
             return self.default.clone();
         };
         let sni = sni.trim_end_matches('.').to_ascii_lowercase();
-        if let Some((_, k)) = self.exact.iter().find(|(n, _)| *n == sni) {
-            return k.clone();
-        }
-        if let Some((_, rest)) = sni.split_once('.') {
-            let suffix = &sni[sni.len() - rest.len() - 1..];
-            if let Some((_, k)) = self.wildcard.iter().find(|(s, _)| s == suffix) {
-                return k.clone();
-            }
-        }
-        self.default.clone()
+        let exact = || self.named.iter().find(|(n, _)| *n == sni);
+        let wildcard = || self.named.iter().find(|(n, _)| matches(n, &sni));
+        exact()
+            .or_else(wildcard)
+            .map_or_else(|| self.default.clone(), |(_, k)| k.clone())
     }
 }
 
@@ -154,7 +145,11 @@ impl Certs {
 
     /// Serves `p` to the next handshakes; open connections keep what they were given.
     pub fn install(&self, p: Prepared) {
-        let mut source = self.source.lock().expect("not poisoned");
+        self.swap(&mut self.source.lock().expect("not poisoned"), p);
+    }
+
+    /// [`Self::install`] with the source lock already held.
+    fn swap(&self, source: &mut (TlsConfig, String), p: Prepared) {
         self.set.store(Arc::new(p.set));
         *source = (p.config, p.read);
         self.publish(&p.expiry);
@@ -191,9 +186,7 @@ impl Certs {
                 tried = now;
                 match Certs::prepare(&source.0) {
                     Ok(p) => {
-                        me.set.store(Arc::new(p.set));
-                        *source = (p.config, p.read);
-                        me.publish(&p.expiry);
+                        me.swap(&mut source, p);
                         tracing::info!("TLS certificates changed on disk: now serving them");
                     }
                     Err(e) => tracing::error!(problem = %e,

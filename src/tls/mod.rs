@@ -33,34 +33,29 @@ impl Loaded {
     /// certificate must carry that wildcard.
     pub fn covers(&self, name: &str) -> bool {
         let name = name.to_ascii_lowercase();
-        self.names.iter().any(|n| {
-            n == &name
-                || n.strip_prefix("*.").is_some_and(|suffix| {
-                    name.split_once('.').is_some_and(|(label, rest)| {
-                        !label.is_empty() && label != "*" && rest == suffix
-                    })
-                })
-        })
+        self.names.iter().any(|n| matches(n, &name))
     }
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// `2026-12-01 10:00:00 UTC`.
+/// RFC 3339, for messages (`2026-12-01T10:00:00Z`).
 pub fn format_time(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| {
-            t.format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-            ))
-            .ok()
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
         })
         .unwrap_or_else(|| unix.to_string())
+}
+
+/// Whether `pattern` (a name, or `*.` and a name) stands for `name` (RFC 6125: a wildcard is
+/// exactly one left-most label). Both lower case; a `*.` name stands for itself.
+pub fn matches(pattern: &str, name: &str) -> bool {
+    pattern == name
+        || pattern.strip_prefix("*.").is_some_and(|suffix| {
+            name.split_once('.')
+                .is_some_and(|(label, rest)| !label.is_empty() && label != "*" && rest == suffix)
+        })
 }
 
 /// A lower-case DNS name, or `*.` and one: what `server_names` and `sni` accept.
@@ -118,13 +113,17 @@ pub fn load_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(roots)
 }
 
+/// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(&read(path)?)
+        .map_err(|e| format!("{} holds no private key: {e}", path.display()))
+}
+
 /// Reads a certificate chain and its private key (PKCS#8, PKCS#1 or SEC1 PEM) and checks that
 /// the key is the certificate's.
 pub fn load_pair(cert: &Path, key: &Path) -> Result<Loaded, String> {
     let chain = load_chain(cert)?;
-    let key_pem = read(key)?;
-    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| format!("{} holds no private key: {e}", key.display()))?;
+    let key_der = load_key(key)?;
     let provider = rustls::crypto::ring::default_provider();
     let signing = provider
         .key_provider

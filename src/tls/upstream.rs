@@ -8,7 +8,7 @@ use pingora::prelude::HttpPeer;
 use pingora::protocols::ALPN;
 use pingora::utils::tls::{parse_x509, CertKey, WrappedX509};
 
-use super::{load_chain, load_roots};
+use super::{load_chain, load_key, load_roots};
 use crate::config::UpstreamTls;
 
 /// What every peer of one TLS upstream carries.
@@ -37,11 +37,7 @@ impl PeerTls {
             Some(pair) => {
                 // Checked against the certificate when the configuration was read.
                 let chain = load_chain(&pair.cert_file)?;
-                let key = std::fs::read(&pair.key_file)
-                    .map_err(|e| format!("cannot read {}: {e}", pair.key_file.display()))?;
-                use rustls::pki_types::pem::PemObject;
-                let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key)
-                    .map_err(|e| format!("{}: {e}", pair.key_file.display()))?;
+                let key = load_key(&pair.key_file)?;
                 Some(Arc::new(CertKey::new(
                     chain.into_iter().map(|c| c.to_vec()).collect(),
                     key.secret_der().to_vec(),
@@ -54,10 +50,6 @@ impl PeerTls {
             client,
             verify: cfg.verify,
         })
-    }
-
-    pub fn verifies(&self) -> bool {
-        self.verify
     }
 
     /// The name to send and verify for a backend written as `host` (`api.internal`, or an

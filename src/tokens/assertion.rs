@@ -40,9 +40,7 @@ pub struct Assertions {
     jti_hash: ahash::RandomState,
 }
 
-fn now() -> i64 {
-    jsonwebtoken::get_current_timestamp() as i64
-}
+use super::now;
 
 impl Assertions {
     /// `None` for HS256 (`authgate check` refuses the assertion with it) or a configuration

@@ -8,3 +8,8 @@ pub mod jwt;
 pub mod refresh;
 pub mod revocation;
 pub mod state;
+
+/// The current Unix time in seconds: what every `iat`, `exp`, cut-off and expiry is compared with.
+pub fn now() -> i64 {
+    jsonwebtoken::get_current_timestamp() as i64
+}

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const SHARDS: usize = 64;
 
@@ -29,12 +28,7 @@ pub struct Revocations {
     hasher: ahash::RandomState,
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs() as i64
-}
+use super::now;
 
 impl Default for Revocations {
     fn default() -> Self {

@@ -18,9 +18,7 @@ fn verifier() -> Verifier {
     Verifier::new(&cfg.jwt, Arc::new(Revocations::new()), Arc::default())
 }
 
-fn now() -> i64 {
-    jsonwebtoken::get_current_timestamp() as i64
-}
+use crate::tokens::now;
 
 fn claims() -> serde_json::Value {
     json!({"sub": "7", "jti": "j1", "iat": now(), "exp": now() + 600, "iss": "authgate",

@@ -5,7 +5,7 @@
 //!
 //! # Layout
 //! ```text
-//! main.rs        CLI (clap): run | check | reload | dev | revoke; the only place that uses anyhow for output
+//! main.rs        CLI (clap): run | check | reload | healthcheck | dev | revoke; the only place that uses anyhow for output
 //! config/        config.toml + seed env vars -> validated Config; every problem at once; one file a section
 //! error.rs       GatewayError -> (status, public code, message): the one place statuses are chosen
 //! server.rs      builds the Pingora server: proxy, drain watcher, admin listener, store, the first configuration
@@ -36,6 +36,7 @@
 //! upstreams.rs   one Pingora LoadBalancer per upstream group, health checks, peer timeouts and TLS
 //! limits.rs      governor limiters per client IP / user, with pruning
 //! metrics.rs     every Prometheus metric, in one registry
+//! admin_client.rs the CLI's side of the admin listener (reload, healthcheck): one reqwest request
 //! admin.rs       /healthz, /readyz, /metrics, POST /users/{id}/revoke and POST /reload on the admin listener
 //! localhttp.rs   tiny hyper servers on the application runtime (admin, demo, the fake providers)
 //! demo.rs        the `authgate dev` demo upstream that shows the headers it received
@@ -48,6 +49,7 @@
 //! runtime (see `server.rs`).
 
 pub mod admin;
+pub mod admin_client;
 pub mod api;
 pub mod config;
 pub mod connections;

@@ -1,4 +1,4 @@
-//! The `authgate` command line: `run`, `check`, `reload`, `dev` and `revoke`.
+//! The `authgate` command line: `run`, `check`, `reload`, `healthcheck`, `dev` and `revoke`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +49,21 @@ enum Command {
         user: String,
         #[arg(short, long, default_value = "config.toml")]
         config: PathBuf,
+    },
+    /// Ask the running gateway whether it is ready (`GET /readyz` on its admin listener): exit 0
+    /// ready, 1 not ready or no answer. For container health checks; needs no shell or curl.
+    Healthcheck {
+        /// The configuration whose `server.admin_listen` to ask (only that key is read).
+        #[arg(short, long, default_value = "config.toml")]
+        config: PathBuf,
+        /// Ask this address instead of the file's `server.admin_listen`.
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
+        /// `/readyz` (ready for traffic) or `/healthz` (the process answers at all: liveness).
+        #[arg(long, default_value = "/readyz", value_parser = ["/readyz", "/healthz"])]
+        path: String,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
     },
     /// Start an offline demo: the gateway in front of a demo app, no configuration needed.
     Dev {
@@ -135,6 +150,18 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Healthcheck {
+            config,
+            admin,
+            path,
+            timeout_ms,
+        } => match admin.map_or_else(|| authgate::admin_client::admin_listen_of(&config), Ok) {
+            Ok(admin) => healthcheck(admin, &path, timeout_ms),
+            Err(e) => {
+                eprintln!("authgate: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Revoke { user, config } => match Config::load(&config, &config::process_env) {
             Ok(c) => exit(revoke(&c, &user)),
             Err(problems) => {
@@ -180,31 +207,17 @@ fn run(config: Config, source: authgate::server::Source) -> anyhow::Result<()> {
 /// `authgate reload`: the file is valid; ask the running gateway (`POST /reload` on its admin
 /// listener) to serve it, and print what it says.
 fn reload(config: &Config, config_path: &std::path::Path) -> ExitCode {
-    use std::io::{Read, Write};
-    let mut admin = config.server.admin_listen;
-    if admin.ip().is_unspecified() {
-        admin.set_ip(match admin {
-            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    let answer = (|| -> std::io::Result<String> {
-        let mut s =
-            std::net::TcpStream::connect_timeout(&admin, std::time::Duration::from_secs(5))?;
-        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-        write!(
-            s,
-            "POST /reload HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut text = String::new();
-        s.read_to_string(&mut text)?;
-        Ok(text)
-    })();
+    let admin = config.server.admin_listen;
+    let answer = authgate::admin_client::request(
+        admin,
+        http::Method::POST,
+        "/reload",
+        std::time::Duration::from_secs(30),
+    );
     match answer {
-        Ok(text) => {
-            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        Ok((status, body)) => {
             println!("{body}");
-            let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             // The gateway reads its own file with its own environment: say so when that is not
             // the text checked here.
             let local = std::fs::read_to_string(config_path).map(|t| authgate::reload::hash(&t));
@@ -213,14 +226,37 @@ fn reload(config: &Config, config_path: &std::path::Path) -> ExitCode {
                     eprintln!("authgate: the gateway serves {served}, not this file's {local}: it reads its own configuration path");
                 }
             }
-            match (text.starts_with("HTTP/1.1 200"), answer["result"].as_str()) {
-                (true, _) => ExitCode::SUCCESS,
-                (false, Some("invalid")) => ExitCode::from(2),
+            match (status, answer["result"].as_str()) {
+                (200, _) => ExitCode::SUCCESS,
+                (_, Some("invalid")) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
         }
         Err(e) => {
-            eprintln!("authgate: no gateway answered on admin_listen = {admin}: {e}");
+            eprintln!("authgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `authgate healthcheck`: `GET /readyz` on the admin listener; 0 when it answers 200, else 1
+/// with what it said. Needs no shell or curl in the image (Docker's `HEALTHCHECK`, Kubernetes'
+/// exec probes).
+fn healthcheck(admin: std::net::SocketAddr, path: &str, timeout_ms: u64) -> ExitCode {
+    let answer = authgate::admin_client::request(
+        admin,
+        http::Method::GET,
+        path,
+        std::time::Duration::from_millis(timeout_ms),
+    );
+    match answer {
+        Ok((200, _)) => ExitCode::SUCCESS,
+        Ok((status, body)) => {
+            eprintln!("authgate: {path} answered {status}: {}", body.trim());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("authgate: {e}");
             ExitCode::FAILURE
         }
     }

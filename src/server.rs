@@ -130,8 +130,9 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
         ))
         .with_context(|| {
             format!(
-                "cannot open the store at store.url = {}",
-                redact_url(&config.store.url)
+                "cannot open the store at store.url = {}{}",
+                redact_url(&config.store.url),
+                writable_hint(&config.store)
             )
         })?;
     let metrics = Arc::new(Metrics::new());
@@ -142,7 +143,13 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
             metrics.clone(),
             config.store.spool_file.clone(),
         )
-        .with_context(|| format!("store.spool_file = {}", config.store.spool_file.display()))?,
+        .with_context(|| {
+            format!(
+                "store.spool_file = {}{}",
+                config.store.spool_file.display(),
+                writable_hint(&config.store)
+            )
+        })?,
     );
     let synced = Synced {
         store: store.clone(),
@@ -278,4 +285,17 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
     server.run(RunArgs::default());
     tracing::info!("authgate stopped");
     Ok(())
+}
+
+/// The fix to name when the store or the spool cannot be opened: authgate needs one writable
+/// directory, and the most common reason for this failure is a read-only working or config
+/// directory (a container's).
+fn writable_hint(store: &crate::config::StoreConfig) -> String {
+    match &store.data_dir {
+        Some(dir) => format!(
+            " (store.data_dir = {}: it must exist and be writable by this process; in the container image, mount a volume there)",
+            dir.display()
+        ),
+        None => " (relative SQLite paths are in the working directory, a relative spool_file beside the config file: set store.data_dir, or AUTHGATE_DATA_DIR, to a writable directory)".to_string(),
+    }
 }

@@ -174,7 +174,7 @@ impl Config {
         let jwt = read_jwt(&top.table("jwt", &mut p), base_dir, env, &mut p);
         let identity = read_identity(&top.table("identity", &mut p), &mut p);
         let auth = read_auth(&top.table("auth", &mut p), env, &mut p);
-        let store = read_store(&top.table("store", &mut p), base_dir, &mut p);
+        let store = read_store(&top.table("store", &mut p), base_dir, env, &mut p);
         // Each provider with the key it was declared under, for the cross-checks' messages.
         let mut declared: Vec<(String, ProviderConfig)> =
             read_kakao(&top.table("kakao", &mut p), env, &mut p)

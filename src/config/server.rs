@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 
 use ipnet::IpNet;
 
-use super::reader::Sec;
-use super::Problem;
+use super::reader::{env_or, Sec};
+use super::{EnvLookup, Problem};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -173,23 +173,34 @@ pub(super) fn read_log(s: &Sec<'_>, p: &mut Vec<Problem>) -> LogConfig {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// `sqlite://file.db` (created if missing) or `postgres://…`.
+    /// `sqlite://file.db` (created if missing) or `postgres://…`; a relative SQLite path is
+    /// already placed in `data_dir` when one is set.
     pub url: String,
     /// How long a write may wait for a locked SQLite file before the store counts as unavailable.
     pub busy_timeout_ms: u64,
     pub max_connections: u32,
     /// Where a user cut-off waits while the store cannot take it (a Kakao unlink must be
     /// answered within 3 s and is not sent again): JSON lines, replayed once the store is back
-    /// and across restarts. Relative to the config file.
+    /// and across restarts. Relative to `data_dir` when set, else to the config file.
     pub spool_file: std::path::PathBuf,
+    /// The one directory authgate writes to (`store.data_dir`, env `AUTHGATE_DATA_DIR`; the
+    /// container image sets `/var/lib/authgate`), if set.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
-pub(super) fn read_store(s: &Sec<'_>, base: &std::path::Path, p: &mut Vec<Problem>) -> StoreConfig {
+pub(super) fn read_store(
+    s: &Sec<'_>,
+    base: &std::path::Path,
+    env: EnvLookup<'_>,
+    p: &mut Vec<Problem>,
+) -> StoreConfig {
     s.only_keys(
-        &["url", "busy_timeout_ms", "max_connections", "spool_file"],
+        &["url", "busy_timeout_ms", "max_connections", "spool_file", "data_dir"],
         p,
     );
-    let url = s.string("url", "sqlite://authgate.db", p);
+    let url = env_or(env, "AUTHGATE_STORE_URL", || {
+        s.string("url", "sqlite://authgate.db", p)
+    });
     if crate::store::Backend::of_url(&url).is_none() {
         p.push(s.problem(
             "url",
@@ -197,12 +208,44 @@ pub(super) fn read_store(s: &Sec<'_>, base: &std::path::Path, p: &mut Vec<Proble
             "use \"sqlite://authgate.db\" (embedded, one instance) or \"postgres://user:pass@host/db\" (several instances)",
         ));
     }
+    let data_dir = Some(env_or(env, "AUTHGATE_DATA_DIR", || s.string("data_dir", "", p)))
+        .filter(|d| !d.is_empty())
+        .map(|d| base.join(d));
+    let spool_file = s.string("spool_file", "authgate-spool.jsonl", p);
     StoreConfig {
-        url,
+        url: match &data_dir {
+            Some(dir) => sqlite_in(&url, dir),
+            None => url,
+        },
         busy_timeout_ms: s.int("busy_timeout_ms", 2000, 10, 60_000, p),
         max_connections: s.int("max_connections", 8, 1, 512, p) as u32,
-        spool_file: base.join(s.string("spool_file", "authgate-spool.jsonl", p)),
+        spool_file: data_dir.as_deref().unwrap_or(base).join(spool_file),
+        data_dir,
     }
+}
+
+/// A SQLite URL whose file path is relative, with the path placed in `dir`; any other URL
+/// (PostgreSQL, an absolute path, `:memory:`) as it is.
+fn sqlite_in(url: &str, dir: &std::path::Path) -> String {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return url.to_string();
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    if path.is_empty() || path.starts_with('/') || path.starts_with(':') {
+        return url.to_string();
+    }
+    let mut out = format!("sqlite://{}", dir.join(path).display());
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
 }
 
 /// A database URL without its password, for messages.

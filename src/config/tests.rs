@@ -459,3 +459,38 @@ fn a_misspelt_secret_is_never_printed() {
         "{text}"
     );
 }
+
+#[test]
+fn data_dir_holds_the_sqlite_file_and_the_spool_whatever_the_config_says_relatively() {
+    let base = Path::new("/etc/authgate");
+    // No data_dir: SQLite relative to the working directory, the spool beside the config.
+    let c = Config::parse(&minimal(""), base, &no_env).unwrap();
+    assert_eq!(c.store.url, "sqlite://authgate.db");
+    assert_eq!(c.store.spool_file, base.join("authgate-spool.jsonl"));
+    assert_eq!(c.store.data_dir, None);
+    // The image's environment moves both into the volume.
+    let env = |k: &str| (k == "AUTHGATE_DATA_DIR").then(|| "/var/lib/authgate".to_string());
+    let c = Config::parse(&minimal(""), base, &env).unwrap();
+    assert_eq!(c.store.url, "sqlite:///var/lib/authgate/authgate.db");
+    assert_eq!(
+        c.store.spool_file,
+        Path::new("/var/lib/authgate/authgate-spool.jsonl")
+    );
+    for (url, placed) in [
+        ("sqlite:x.db?mode=rwc", "sqlite:///data/x.db?mode=rwc"),
+        ("sqlite:///abs/x.db", "sqlite:///abs/x.db"),
+        ("sqlite::memory:", "sqlite::memory:"),
+        ("postgres://u@db/x", "postgres://u@db/x"),
+    ] {
+        let text = minimal(&format!("[store]\nurl = \"{url}\"\ndata_dir = \"/data\"\nspool_file = \"/spool/s.jsonl\"\n"));
+        let c = Config::parse(&text, base, &no_env).unwrap();
+        assert_eq!(c.store.url, placed, "{url}");
+        assert_eq!(c.store.spool_file, Path::new("/spool/s.jsonl"));
+    }
+    // The URL from the environment (a PostgreSQL password kept out of the file).
+    let env = |k: &str| (k == "AUTHGATE_STORE_URL").then(|| "postgres://u:p@db/x".to_string());
+    assert_eq!(
+        Config::parse(&minimal(""), base, &env).unwrap().store.url,
+        "postgres://u:p@db/x"
+    );
+}

@@ -2,12 +2,20 @@
 //! `POST /users/{id}/revoke` (end every session of a user, `{id}` our user id or
 //! `provider:subject`) and `POST /reload` (read the configuration file again, `reload.rs`).
 //! Never on the public listener.
+//!
+//! The first three are open (probes and Prometheus). Operators' actions need an admin token
+//! (`[[admin.tokens]]`, `AUTHGATE_ADMIN_TOKEN`; [`operator`]) or, while none is configured, a
+//! loopback peer; they refuse browsers whatever they carry, and each is logged with the token's
+//! name.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::json;
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+
+use crate::config::AdminConfig;
 
 use crate::lifecycle::{self, Lifecycle, Outcome};
 use crate::localhttp::{self, Reply};
@@ -19,7 +27,7 @@ use crate::reload::Reloader;
 pub struct Readiness {
     /// Set when SIGTERM starts the drain; load balancers stop sending new traffic.
     pub draining: AtomicBool,
-    /// The upstreams of the configuration being served.
+    /// The configuration being served: its upstreams, its admin tokens.
     live: Arc<arc_swap::ArcSwap<Live>>,
 }
 
@@ -80,8 +88,61 @@ fn operators_post_only<B>(req: &http::Request<B>, tool: &str) -> Option<Reply> {
     })
 }
 
+/// Who may take an operator's action: the name of the admin token the request carries
+/// (`Authorization: Bearer …`, its SHA-256 compared in constant time with every configured
+/// one), or, while no token is configured at all, any loopback peer (`"loopback"`). Everyone
+/// else gets the refusal to send.
+pub fn operator<B>(req: &http::Request<B>, admin: &AdminConfig) -> Result<String, Reply> {
+    let peer = req.extensions().get::<localhttp::Peer>().map(|p| p.0.ip());
+    if admin.tokens.is_empty() {
+        return match peer {
+            Some(ip) if ip.is_loopback() || ip.to_canonical().is_loopback() => {
+                Ok("loopback".to_string())
+            }
+            _ => Err(localhttp::json(
+                403,
+                &json!({"error": "FORBIDDEN", "message": "No admin token is configured: operator actions are answered only on loopback. Configure [[admin.tokens]] (authgate admin-token) or AUTHGATE_ADMIN_TOKEN."}),
+            )),
+        };
+    }
+    let mut values = req.headers().get_all(http::header::AUTHORIZATION).iter();
+    let presented = match (values.next(), values.next()) {
+        (Some(v), None) => v
+            .as_bytes()
+            .strip_prefix(b"Bearer ")
+            .or_else(|| v.as_bytes().strip_prefix(b"bearer ")),
+        _ => None,
+    };
+    let refused = |code: &str, message: &str| {
+        let mut r = localhttp::json(401, &json!({"error": code, "message": message}));
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"authgate-admin\""),
+        );
+        r
+    };
+    let Some(presented) = presented.map(<[u8]>::trim_ascii) else {
+        return Err(refused(
+            "UNAUTHORIZED",
+            "An admin token is required: Authorization: Bearer <token>.",
+        ));
+    };
+    let digest = crate::config::sha256(presented);
+    // Every configured hash is compared, whichever matches: the time says nothing about which.
+    let mut found: Option<&str> = None;
+    for t in &admin.tokens {
+        if bool::from(digest.ct_eq(&t.sha256)) {
+            found = found.or(Some(t.name.as_str()));
+        }
+    }
+    match found {
+        Some(name) => Ok(name.to_string()),
+        None => Err(refused("INVALID_TOKEN", "The admin token is not valid.")),
+    }
+}
+
 /// `POST /users/{id}/revoke`.
-async fn revoke(lifecycle: &Lifecycle, user: &str) -> Reply {
+async fn revoke(lifecycle: &Lifecycle, user: &str, who: &str) -> Reply {
     let now = jsonwebtoken::get_current_timestamp() as i64;
     let req = match lifecycle::operator_request(user, now) {
         Ok(r) => r,
@@ -95,7 +156,7 @@ async fn revoke(lifecycle: &Lifecycle, user: &str) -> Reply {
     {
         Ok(outcome) => {
             let message = lifecycle::describe(user, &outcome);
-            tracing::warn!(user = %user, %message, "operator revoked a user's sessions");
+            tracing::warn!(user = %user, admin = %who, %message, "operator revoked a user's sessions");
             match outcome {
                 Outcome::Done(d) if d.users.is_empty() => {
                     localhttp::json(404, &json!({"error": "USER_NOT_FOUND", "message": message}))
@@ -130,10 +191,16 @@ pub async fn serve(
         let reloader = reloader.clone();
         async move {
             let path = req.uri().path();
+            let admin = || readiness.live.load().config.admin.clone();
             if path == "/reload" {
                 if let Some(refused) = operators_post_only(&req, "authgate reload") {
                     return refused;
                 }
+                let who = match operator(&req, &admin()) {
+                    Ok(who) => who,
+                    Err(refused) => return refused,
+                };
+                tracing::info!(admin = %who, "reload asked for on the admin listener");
                 let outcome = reloader.reload("POST /reload").await;
                 let status = if outcome.result == "ok" { 200 } else { 422 };
                 return localhttp::json(status, &json!(outcome));
@@ -145,7 +212,11 @@ pub async fn serve(
                 if let Some(refused) = operators_post_only(&req, "authgate revoke") {
                     return refused;
                 }
-                return revoke(&lifecycle, user).await;
+                let who = match operator(&req, &admin()) {
+                    Ok(who) => who,
+                    Err(refused) => return refused,
+                };
+                return revoke(&lifecycle, user, &who).await;
             }
             match path {
                 "/metrics" => localhttp::reply(200, "text/plain; version=0.0.4", metrics.render()),

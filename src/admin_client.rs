@@ -46,6 +46,7 @@ pub fn request(
     method: http::Method,
     path: &str,
     timeout: Duration,
+    token: Option<&str>,
 ) -> Result<(u16, String), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -58,8 +59,11 @@ pub fn request(
             .build()
             .map_err(|e| e.to_string())?;
         let url = format!("http://{}{path}", reachable(admin));
-        let answer = client
-            .request(method, &url)
+        let mut request = client.request(method, &url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let answer = request
             .send()
             .await
             .map_err(|e| format!("no answer from admin_listen = {admin}: {}", error_chain(&e)))?;
@@ -80,3 +84,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// A new admin token: 32 random bytes, hex (64 characters), and its SHA-256 for
+/// `[[admin.tokens]]`.
+pub fn new_admin_token() -> (String, String) {
+    let bytes: [u8; 32] = rand::random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = crate::config::sha256(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (token, digest)
+}

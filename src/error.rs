@@ -19,6 +19,10 @@ pub enum GatewayError {
     RequestTimeout,
     #[error("no route matches")]
     NoRoute,
+    /// Over TLS: the request's host is not covered by the certificate its connection was
+    /// served (SNI chose another site's).
+    #[error("the host is not covered by the certificate this connection was served")]
+    Misdirected,
     #[error("{0}")]
     Token(#[from] TokenError),
     #[error("no healthy backend in upstream {0}")]
@@ -78,6 +82,11 @@ impl GatewayError {
                 (400, "BAD_REQUEST", "The request is malformed or ambiguous.")
             }
             GatewayError::NoRoute => (404, "NOT_FOUND", "No route matches this request."),
+            GatewayError::Misdirected => (
+                421,
+                "MISDIRECTED_REQUEST",
+                "This connection's certificate does not cover the requested host; open a new connection for it.",
+            ),
             GatewayError::RequestTimeout => (
                 408,
                 "REQUEST_TIMEOUT",
@@ -86,7 +95,7 @@ impl GatewayError {
             GatewayError::Token(t) => match t {
                 TokenError::Missing => (401, "UNAUTHORIZED", "Authentication is required."),
                 TokenError::Expired => (401, "TOKEN_EXPIRED", "The access token has expired."),
-                TokenError::Revoked(_) | TokenError::CutOff(_) => {
+                TokenError::Revoked(_) | TokenError::CutOff(_) | TokenError::ProviderGone(_) => {
                     (401, "TOKEN_REVOKED", "The access token has been revoked.")
                 }
                 TokenError::Multiple | TokenError::NotBearer | TokenError::Invalid(_) => {
@@ -217,6 +226,7 @@ impl GatewayError {
                 TokenError::Expired => "expired",
                 TokenError::Revoked(_) => "revoked",
                 TokenError::CutOff(_) => "user_cut_off",
+                TokenError::ProviderGone(_) => "provider_removed",
                 TokenError::Invalid(_) => "invalid",
             }),
             _ => None,
@@ -246,6 +256,7 @@ mod tests {
             (TokenError::Expired.into(), 401, "TOKEN_EXPIRED"),
             (TokenError::Revoked("j".into()).into(), 401, "TOKEN_REVOKED"),
             (TokenError::CutOff(7).into(), 401, "TOKEN_REVOKED"),
+            (TokenError::ProviderGone("x".into()).into(), 401, "TOKEN_REVOKED"),
             (
                 GatewayError::NoHealthyBackend("app".into()),
                 503,

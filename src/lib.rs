@@ -37,7 +37,7 @@
 //! limits.rs      governor limiters per client IP / user, with pruning
 //! metrics.rs     every Prometheus metric, in one registry
 //! admin_client.rs the CLI's side of the admin listener (reload, healthcheck): one reqwest request
-//! admin.rs       /healthz, /readyz, /metrics, POST /users/{id}/revoke and POST /reload on the admin listener
+//! admin.rs       /healthz, /readyz, /metrics, and (with an admin token) POST /users/{id}/revoke and POST /reload
 //! localhttp.rs   tiny hyper servers on the application runtime (admin, demo, the fake providers)
 //! demo.rs        the `authgate dev` demo upstream that shows the headers it received
 //! ```

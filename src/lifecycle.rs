@@ -173,7 +173,7 @@ impl Lifecycle {
             "user cut-off spooled: applied once the store takes it");
         // Known by our id: this instance refuses the user's tokens already.
         if let Some(user) = req.user {
-            self.cutoffs.cut(user, req.at);
+            self.cutoffs.cut_anew(user, req.at);
         }
         self.count(&req.reason);
         Ok(Outcome::Spooled)

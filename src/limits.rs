@@ -30,14 +30,29 @@ type Keyed<K> = RateLimiter<
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     Auth,
+    Session,
+    RefreshFamily,
+    Webhook,
     User,
     Ip,
 }
 
 impl Scope {
+    pub const ALL: [Scope; 6] = [
+        Scope::Auth,
+        Scope::Session,
+        Scope::RefreshFamily,
+        Scope::Webhook,
+        Scope::User,
+        Scope::Ip,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Scope::Auth => "auth",
+            Scope::Session => "session",
+            Scope::RefreshFamily => "refresh_family",
+            Scope::Webhook => "webhook",
             Scope::User => "user",
             Scope::Ip => "ip",
         }
@@ -121,6 +136,10 @@ struct RouteLimiters {
 
 pub struct Limits {
     auth: Arc<Limiter<IpAddr>>,
+    session: Arc<Limiter<IpAddr>>,
+    webhook: Arc<Limiter<IpAddr>>,
+    /// Keyed by a hash of the family id, with `user_keys`.
+    refresh_family: Arc<Limiter<u64>>,
     /// Indexed like the router's routes (`Router::routes()`), built from the same configs.
     routes: Vec<Arc<RouteLimiters>>,
     /// Requests no route takes (400, 404), per client IP with the `[rate_limit] ip` rate.
@@ -213,6 +232,14 @@ impl Limits {
             .collect();
         Limits {
             auth: keep(old.map(|o| &o.auth), cfg.auth, Scope::Auth),
+            session: keep(old.map(|o| &o.session), cfg.session, Scope::Session),
+            webhook: keep(old.map(|o| &o.webhook), cfg.webhook, Scope::Webhook),
+            refresh_family: match old {
+                Some(o) if o.refresh_family.limit == cfg.refresh_family => {
+                    o.refresh_family.clone()
+                }
+                _ => Arc::new(Limiter::new(cfg.refresh_family, Scope::RefreshFamily)),
+            },
             routes,
             unrouted: keep(old.map(|o| &o.unrouted), cfg.ip, Scope::Ip),
             // Keyed by route index, which a reload may change; its entries last seconds.
@@ -225,9 +252,27 @@ impl Limits {
         }
     }
 
-    /// The gateway's own auth endpoints, per client IP.
+    /// The login endpoints, per client IP.
     pub fn check_auth(&self, ip: IpAddr) -> Result<(), Exceeded> {
         self.auth.check(&ip)
+    }
+
+    /// Refresh, profile and logout, per client IP (a flood guard sized for carrier NAT).
+    pub fn check_session(&self, ip: IpAddr) -> Result<(), Exceeded> {
+        self.session.check(&ip)
+    }
+
+    /// Kakao's webhooks, per client IP.
+    pub fn check_webhook(&self, ip: IpAddr) -> Result<(), Exceeded> {
+        self.webhook.check(&ip)
+    }
+
+    /// One refresh of the refresh-token family `family`.
+    pub fn check_refresh_family(&self, family: &str) -> Result<(), Exceeded> {
+        if self.refresh_family.inner.is_none() {
+            return Ok(());
+        }
+        self.refresh_family.check(&self.user_keys.hash_one(family))
     }
 
     /// An authenticated request on `route`, per verified user.
@@ -269,6 +314,9 @@ impl Limits {
     /// Forgets keys whose limit has fully recovered; returns how many keys remain.
     pub fn prune(&self) -> usize {
         self.auth.prune()
+            + self.session.prune()
+            + self.webhook.prune()
+            + self.refresh_family.prune()
             + self.unrouted.prune()
             + self.blocked.prune()
             + self
@@ -309,6 +357,18 @@ mod tests {
             auth: Limit {
                 per_minute: 10,
                 burst: 10,
+            },
+            session: Limit {
+                per_minute: 3000,
+                burst: 600,
+            },
+            refresh_family: Limit {
+                per_minute: 6,
+                burst: 10,
+            },
+            webhook: Limit {
+                per_minute: 600,
+                burst: 300,
             },
             user: Limit {
                 per_minute: 60,

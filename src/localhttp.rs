@@ -16,6 +16,10 @@ use tokio::net::TcpListener;
 
 pub type Reply = Response<Full<Bytes>>;
 
+/// The connection's peer, in every request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 pub fn json(status: u16, body: &serde_json::Value) -> Reply {
     reply(status, "application/json", body.to_string())
 }
@@ -45,12 +49,13 @@ where
 {
     let handler = Arc::new(handler);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let handler = handler.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(Peer(peer));
                 let fut = handler(req);
                 async move { Ok::<_, Infallible>(fut.await) }
             });

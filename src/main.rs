@@ -1,4 +1,5 @@
-//! The `authgate` command line: `run`, `check`, `reload`, `healthcheck`, `dev` and `revoke`.
+//! The `authgate` command line: `run`, `check`, `reload`, `healthcheck`, `admin-token`, `dev`
+//! and `revoke`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,13 @@ enum Command {
         user: String,
         #[arg(short, long, default_value = "config.toml")]
         config: PathBuf,
+    },
+    /// Print a new admin token and the `[[admin.tokens]]` lines (its SHA-256) to add to the
+    /// configuration. The token itself is shown once and stored nowhere.
+    AdminToken {
+        /// The name the log gives every action taken with it (a person, a tool).
+        #[arg(long)]
+        name: String,
     },
     /// Ask the running gateway whether it is ready (`GET /readyz` on its admin listener): exit 0
     /// ready, 1 not ready or no answer. For container health checks; needs no shell or curl.
@@ -150,6 +158,20 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::AdminToken { name } => {
+            let (token, digest) = authgate::admin_client::new_admin_token();
+            println!(
+                "# The token (give it to whoever acts as {name:?}; it is not shown again and not stored):\n\
+                 {token}\n\n\
+                 # For config.toml (a hash: the file may be committed):\n\
+                 [[admin.tokens]]\n\
+                 name = {name:?}\n\
+                 sha256 = \"{digest}\"\n\n\
+                 # Use it: curl -H \"Authorization: Bearer $TOKEN\" -X POST http://ADMIN/reload,\n\
+                 # or AUTHGATE_ADMIN_TOKEN=$TOKEN authgate reload"
+            );
+            ExitCode::SUCCESS
+        }
         Command::Healthcheck {
             config,
             admin,
@@ -208,11 +230,13 @@ fn run(config: Config, source: authgate::server::Source) -> anyhow::Result<()> {
 /// listener) to serve it, and print what it says.
 fn reload(config: &Config, config_path: &std::path::Path) -> ExitCode {
     let admin = config.server.admin_listen;
+    let token = config::process_env("AUTHGATE_ADMIN_TOKEN").map(|t| t.trim().to_string());
     let answer = authgate::admin_client::request(
         admin,
         http::Method::POST,
         "/reload",
         std::time::Duration::from_secs(30),
+        token.as_deref(),
     );
     match answer {
         Ok((status, body)) => {
@@ -248,6 +272,7 @@ fn healthcheck(admin: std::net::SocketAddr, path: &str, timeout_ms: u64) -> Exit
         http::Method::GET,
         path,
         std::time::Duration::from_millis(timeout_ms),
+        None,
     );
     match answer {
         Ok((200, _)) => ExitCode::SUCCESS,

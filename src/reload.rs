@@ -128,6 +128,9 @@ impl Reloader {
                 for key in &outcome.needs_restart {
                     tracing::warn!(setting = %key, "changed in the file, but needs a restart: the running value stays until then");
                 }
+                for warning in crate::config::deployment_warnings(&self.live.load().config) {
+                    tracing::warn!("{warning}");
+                }
             }
             _ => {
                 for problem in &outcome.problems {
@@ -178,6 +181,16 @@ impl Reloader {
         let hash = hash(&text);
         let level = next.log.level.clone();
         let jwt = next.jwt.clone();
+        let provider_ids: Vec<String> = next.providers.iter().map(|p| p.id().to_string()).collect();
+        let provider_ids: Vec<&str> = provider_ids.iter().map(String::as_str).collect();
+        let known = if provider_ids.is_empty() {
+            match self.shared.store.user_providers().await {
+                Ok(k) => k,
+                Err(e) => return refused("failed", vec![format!("reading the store's providers: {e}")]),
+            }
+        } else {
+            Vec::new()
+        };
         let live = match Live::build(next, hash.clone(), &self.shared, Some(current)) {
             Ok(l) => l,
             Err(e) => return refused("failed", vec![format!("{e:#}")]),
@@ -192,6 +205,9 @@ impl Reloader {
         );
         // Keys first: tokens the new generation issues verify from the moment it serves.
         self.shared.verifier.set_keys(&jwt);
+        // A provider this reload removes ends its users' sessions: access tokens at once, on
+        // this instance (each instance on its own reload), refresh families likewise.
+        self.shared.verifier.set_providers(&provider_ids, &known);
         self.live.store(Arc::new(live));
         if let (Some(served), Some(prepared)) = (&self.certs, certs) {
             served.install(prepared);

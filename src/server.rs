@@ -122,6 +122,7 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
         revocations.clone(),
         cutoffs.clone(),
     ));
+
     let store = app
         .block_on(Store::connect(
             &config.store.url,
@@ -135,6 +136,18 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
                 writable_hint(&config.store)
             )
         })?;
+    // Sessions of a provider no longer configured end (`tokens::jwt::ProviderGate`); with none
+    // configured, the store says which providers had users.
+    let known = if config.providers.is_empty() {
+        app.block_on(store.user_providers())
+            .context("reading the store's providers")?
+    } else {
+        Vec::new()
+    };
+    verifier.set_providers(
+        &config.providers.iter().map(|p| p.id()).collect::<Vec<_>>(),
+        &known,
+    );
     let metrics = Arc::new(Metrics::new());
     let lifecycle = Arc::new(
         Lifecycle::new(
@@ -195,6 +208,9 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
             tracing::debug!(keys, "rate-limit keys after pruning");
         }
     });
+    for warning in crate::config::deployment_warnings(&config) {
+        tracing::warn!("{warning}");
+    }
     if config.providers.is_empty() {
         tracing::warn!("no identity provider ([kakao] client_id or [[providers]]): login routes are off, tokens are only verified");
     }
@@ -247,6 +263,7 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
         (Some(certs), Some(at)) => Some(TlsSide {
             port: at.port(),
             acceptor: Acceptor::from_server_config(certs.server_config()),
+            served: crate::tls::listener::RecordServed(certs.clone()),
         }),
         _ => None,
     };

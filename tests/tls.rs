@@ -294,7 +294,9 @@ async fn a_renewed_certificate_is_served_without_a_restart_or_a_dropped_connecti
     let s = site().await;
     let mut open = connect(s.tls, "localhost", &s.ca, &[b"http/1.1"]).await;
     assert_eq!(
-        exchange(&mut open, &keep_alive(get("/", &[]))).await.status,
+        exchange(&mut open, &for_host(&keep_alive(get("/", &[])), "localhost"))
+            .await
+            .status,
         200
     );
 
@@ -323,7 +325,10 @@ async fn a_renewed_certificate_is_served_without_a_restart_or_a_dropped_connecti
     // The connection opened before the renewal still works.
     let r = exchange(
         &mut open,
-        &keep_alive(get("/app/x", &[("Authorization", &token())])),
+        &for_host(
+            &keep_alive(get("/app/x", &[("Authorization", &token())])),
+            "localhost",
+        ),
     )
     .await;
     assert_eq!(r.status, 200);
@@ -336,7 +341,7 @@ async fn a_renewed_certificate_is_served_without_a_restart_or_a_dropped_connecti
         .status()
         .unwrap();
     served(&s, "api.test", &again, Duration::from_secs(5)).await;
-    let r = exchange(&mut open, &keep_alive(get("/", &[]))).await;
+    let r = exchange(&mut open, &for_host(&keep_alive(get("/", &[])), "localhost")).await;
     assert_eq!(r.status, 200, "the old connection survived the reload");
 }
 

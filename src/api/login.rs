@@ -33,6 +33,9 @@ struct Checked {
 struct CallbackBody {
     code: Option<String>,
     state: Option<String>,
+    /// RFC 9207's `iss`, passed on by a client that read it from the redirect.
+    #[serde(default)]
+    iss: Option<String>,
 }
 
 /// A provider's failure as the client sees it: Kakao keeps the seed's `KAKAO_*` codes.
@@ -45,14 +48,6 @@ pub(super) fn failed(provider: &Provider, e: ProviderError) -> GatewayError {
 }
 
 impl AuthApi {
-    pub(super) fn provider(&self, id: &str) -> Result<&Provider, GatewayError> {
-        // An unknown provider (or login off): the routes do not exist.
-        self.providers
-            .iter()
-            .find(|p| p.id() == id)
-            .ok_or(GatewayError::NoRoute)
-    }
-
     /// The provider's authorize URL for a new login, and the browser secret for its state cookie.
     async fn start_login(
         &self,
@@ -212,6 +207,11 @@ impl AuthApi {
             .query("code")
             .filter(|c| !c.is_empty() && c.len() <= 512)
             .ok_or_else(|| GatewayError::BadRequest("callback without a code".into()))?;
+        // RFC 9207's `iss` names one issuer: given twice, neither is believed.
+        if req.query_count("iss") > 1 {
+            return Err(GatewayError::BadRequest("iss is given more than once".into()));
+        }
+        let iss = req.query("iss");
         let issued = self
             .redeem(
                 provider,
@@ -219,6 +219,7 @@ impl AuthApi {
                 checked.verifier.as_deref(),
                 &checked.nonce,
                 state.as_deref().unwrap_or(""),
+                iss.as_deref(),
             )
             .await?;
         let mut reply = ApiReply::redirect(&checked.next);
@@ -242,6 +243,7 @@ impl AuthApi {
             CallbackBody {
                 code: None,
                 state: None,
+                iss: None,
             }
         } else if content_type.starts_with("application/x-www-form-urlencoded") {
             let f: std::collections::HashMap<String, String> =
@@ -251,6 +253,7 @@ impl AuthApi {
             CallbackBody {
                 code: f.get("code").cloned(),
                 state: f.get("state").cloned(),
+                iss: f.get("iss").cloned(),
             }
         } else {
             serde_json::from_slice(&req.body)
@@ -258,6 +261,10 @@ impl AuthApi {
         };
         body.code = body.code.or_else(|| req.query("code"));
         body.state = body.state.or_else(|| req.query("state"));
+        if req.query_count("iss") + usize::from(body.iss.is_some()) > 1 {
+            return Err(GatewayError::BadRequest("iss is given more than once".into()));
+        }
+        body.iss = body.iss.or_else(|| req.query("iss"));
         let code = body
             .code
             .filter(|c| !c.is_empty() && c.len() <= 512)
@@ -285,6 +292,7 @@ impl AuthApi {
                 verifier.as_deref(),
                 &nonce,
                 body.state.as_deref().unwrap_or(""),
+                body.iss.as_deref(),
             )
             .await?;
         let reply = self.token_response(&issued);
@@ -303,6 +311,7 @@ impl AuthApi {
         code_verifier: Option<&str>,
         nonce: &str,
         state: &str,
+        iss: Option<&str>,
     ) -> Result<super::Issued, GatewayError> {
         let user = provider
             .login(LoginRequest {
@@ -310,6 +319,7 @@ impl AuthApi {
                 code_verifier,
                 nonce,
                 state,
+                iss,
             })
             .await
             .map_err(|e| failed(provider, e))?;

@@ -32,6 +32,7 @@ use crate::config::Config;
 use crate::cookies;
 use crate::error::GatewayError;
 use crate::lifecycle::Lifecycle;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::providers::{Provider, ProviderError};
 use crate::routes::check_target;
@@ -48,9 +49,71 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// Largest request body the API reads.
 pub const MAX_BODY: usize = 16 * 1024;
 
+/// Which endpoint an API request is for, read once from its path ([`AuthApi::parse`]) and
+/// carried with the request: the rate budget, the dispatch and the login metric all use it.
+/// The method is checked at dispatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiRoute {
+    /// `/.well-known/jwks.json`.
+    Jwks,
+    /// `{prefix}/login`.
+    LoginPage,
+    Refresh,
+    Profile,
+    Logout,
+    /// `{prefix}/{id}/{action}` for configured provider `index`.
+    Provider { index: usize, action: Action },
+    /// Under the prefix but nothing we answer (404), or a prefix in another case.
+    Unknown,
+}
+
+/// What `{prefix}/{id}/…` asks a provider for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    LoginUrl,
+    Login,
+    Callback,
+    /// Kakao's unlink webhook.
+    Unlink,
+    /// Kakao's account-status webhook.
+    Events,
+}
+
+/// Which per-client-IP budget an API request spends (`[rate_limit]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Public key material that upstreams fetch: none.
+    None,
+    /// Logins (`auth_*`): what is worth guessing at, the seed's 10 a minute.
+    Login,
+    /// A session already held (refresh, profile, logout: `session_*`): a flood guard sized for
+    /// carrier NAT, where thousands of users share one address. Refresh is also limited per
+    /// token family.
+    Session,
+    /// Kakao's webhooks (`webhook_*`): authenticated by the admin key or a signature, sent in
+    /// bursts from a few Kakao addresses; an unlink refused is never sent again.
+    Webhook,
+}
+
+impl ApiRoute {
+    pub fn budget(self) -> Budget {
+        match self {
+            ApiRoute::Jwks => Budget::None,
+            ApiRoute::Refresh | ApiRoute::Profile | ApiRoute::Logout => Budget::Session,
+            ApiRoute::Provider {
+                action: Action::Unlink | Action::Events,
+                ..
+            } => Budget::Webhook,
+            ApiRoute::LoginPage | ApiRoute::Provider { .. } | ApiRoute::Unknown => Budget::Login,
+        }
+    }
+}
+
 /// What the API needs of a request; owned so it can move to the application runtime.
 #[derive(Debug, Clone)]
 pub struct ApiRequest {
+    /// From [`AuthApi::parse`] of `path`.
+    pub route: ApiRoute,
     pub method: Method,
     pub path: String,
     pub query: String,
@@ -66,6 +129,13 @@ impl ApiRequest {
         url::form_urlencoded::parse(self.query.as_bytes())
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.into_owned())
+    }
+
+    /// How many times `key` is in the query.
+    fn query_count(&self, key: &str) -> usize {
+        url::form_urlencoded::parse(self.query.as_bytes())
+            .filter(|(k, _)| k == key)
+            .count()
     }
 
     /// One of the gateway's cookies, by the names of this request's scheme.
@@ -170,6 +240,8 @@ pub struct AuthApi {
     rotating: Mutex<HashMap<String, InFlight>>,
     jwks: Option<serde_json::Value>,
     metrics: Arc<Metrics>,
+    /// This generation's rate limits: refresh is limited per token family.
+    limits: Arc<Limits>,
 }
 
 use crate::tokens::now;
@@ -204,6 +276,7 @@ impl AuthApi {
         cutoffs: Arc<Cutoffs>,
         lifecycle: Arc<Lifecycle>,
         metrics: Arc<Metrics>,
+        limits: Arc<Limits>,
     ) -> Result<AuthApi, reqwest::Error> {
         let keys = cfg.jwt.keys.as_ref().expect("validated config has keys");
         Ok(AuthApi {
@@ -216,6 +289,7 @@ impl AuthApi {
                 })
                 .collect::<Result<_, _>>()?,
             metrics,
+            limits,
             store,
             issuer: Issuer::new(&cfg.jwt),
             verifier,
@@ -248,30 +322,53 @@ impl AuthApi {
     /// True for every path this module answers (the proxy sends them here, never upstream),
     /// in any ASCII case like route prefixes: `/API/AUTH/x` is ours too (and unknown, 404),
     /// never an upstream's.
-    /// The routes the per-IP auth limit does not apply to: public key material, and Kakao's
-    /// webhooks (authenticated by the admin key or a signature, and sent from a few Kakao
-    /// addresses in bursts a per-IP login budget would refuse; an unlink refused is never sent
-    /// again).
-    pub fn exempt_from_auth_limit(&self, path: &str) -> bool {
-        path == JWKS_PATH
-            || path
-                .strip_prefix(self.prefix.as_str())
-                .and_then(|p| p.strip_prefix('/'))
-                .and_then(|p| p.split_once('/'))
-                .is_some_and(|(id, action)| {
-                    matches!(action, "unlink" | "events")
-                        && self.providers.iter().any(|p| p.id() == id && p.is_kakao())
-                })
-    }
-
     pub fn owns(&self, path: &str) -> bool {
         path.eq_ignore_ascii_case(JWKS_PATH)
             || crate::routes::prefix_matches_ignore_case(&self.prefix, path)
     }
 
+    /// The endpoint a path [`AuthApi::owns`] is for. Answered only in our own case:
+    /// `/API/AUTH/refresh` is unknown here. A provider route needs a configured provider;
+    /// the webhooks only Kakao ones.
+    pub fn parse(&self, path: &str) -> ApiRoute {
+        if path == JWKS_PATH {
+            return ApiRoute::Jwks;
+        }
+        let Some(sub) = path.strip_prefix(self.prefix.as_str()) else {
+            return ApiRoute::Unknown;
+        };
+        match sub {
+            "/login" => return ApiRoute::LoginPage,
+            "/refresh" => return ApiRoute::Refresh,
+            "/profile" => return ApiRoute::Profile,
+            "/logout" => return ApiRoute::Logout,
+            _ => {}
+        }
+        let Some((id, action)) = sub.strip_prefix('/').and_then(|s| s.split_once('/')) else {
+            return ApiRoute::Unknown;
+        };
+        let Some(index) = self.providers.iter().position(|p| p.id() == id) else {
+            return ApiRoute::Unknown;
+        };
+        let action = match action {
+            "login-url" => Action::LoginUrl,
+            "login" => Action::Login,
+            "callback" => Action::Callback,
+            "unlink" if self.providers[index].is_kakao() => Action::Unlink,
+            "events" if self.providers[index].is_kakao() => Action::Events,
+            _ => return ApiRoute::Unknown,
+        };
+        ApiRoute::Provider { index, action }
+    }
+
     pub async fn handle(&self, req: ApiRequest) -> ApiReply {
         let outcome = self.route(&req).await;
-        if let Some(provider) = self.callback_of(&req.path) {
+        if let ApiRoute::Provider {
+            index,
+            action: Action::Callback,
+        } = req.route
+        {
+            let provider = self.providers[index].id();
             if !matches!(
                 outcome,
                 Err(GatewayError::NoRoute | GatewayError::MethodNotAllowed(_))
@@ -306,7 +403,7 @@ impl AuthApi {
                 }
                 let mut reply = ApiReply::error(&e);
                 // A logout that could not act still ends the browser session.
-                if req.path.ends_with("/logout") && req.method == Method::POST {
+                if req.route == ApiRoute::Logout && req.method == Method::POST {
                     for c in Self::clear_cookies(req.secure) {
                         reply = reply.cookie(c);
                     }
@@ -316,61 +413,51 @@ impl AuthApi {
         }
     }
 
-    /// The id of the configured provider whose callback `path` is (metric label: bounded).
-    fn callback_of(&self, path: &str) -> Option<&str> {
-        let id = path
-            .strip_prefix(self.prefix.as_str())?
-            .strip_prefix('/')?
-            .strip_suffix("/callback")?;
-        self.providers.iter().map(Provider::id).find(|p| *p == id)
-    }
-
     async fn route(&self, req: &ApiRequest) -> Result<ApiReply, GatewayError> {
-        if req.path == JWKS_PATH {
-            return match (&req.method, &self.jwks) {
+        let m = &req.method;
+        let get = || GatewayError::MethodNotAllowed("GET".into());
+        let post = || GatewayError::MethodNotAllowed("POST".into());
+        match req.route {
+            ApiRoute::Jwks => match (m, &self.jwks) {
                 (&Method::GET, Some(jwks)) => Ok(ApiReply::json(200, jwks.clone())),
                 (_, None) => Err(GatewayError::NoRoute),
-                _ => Err(GatewayError::MethodNotAllowed("GET".into())),
-            };
-        }
-        // Owned in any case, answered only in ours: `/API/AUTH/refresh` is unknown here.
-        let Some(sub) = req.path.strip_prefix(self.prefix.as_str()) else {
-            return Err(GatewayError::NoRoute);
-        };
-        let m = &req.method;
-        match sub {
-            "/login" if m == Method::GET => return self.login_page(req),
-            "/refresh" if m == Method::POST => return self.refresh(req).await,
-            "/profile" if m == Method::GET => return self.profile(req).await,
-            "/logout" if m == Method::POST => return self.logout(req).await,
-            "/login" | "/profile" => return Err(GatewayError::MethodNotAllowed("GET".into())),
-            "/refresh" | "/logout" => return Err(GatewayError::MethodNotAllowed("POST".into())),
-            _ => {}
-        }
-        // `/{provider}/{action}`
-        let Some((id, action)) = sub.strip_prefix('/').and_then(|s| s.split_once('/')) else {
-            return Err(GatewayError::NoRoute);
-        };
-        let provider = self.provider(id)?;
-        match action {
-            "login-url" if m == Method::GET => self.login_url(provider, req).await,
-            "login" if m == Method::GET => self.login(provider, req).await,
-            "callback" if m == Method::GET => self.browser_callback(provider, req).await,
-            "callback" if m == Method::POST => self.json_callback(provider, req).await,
-            "login-url" | "login" => Err(GatewayError::MethodNotAllowed("GET".into())),
-            "callback" => Err(GatewayError::MethodNotAllowed("GET, POST".into())),
-            "unlink" | "events" => {
-                let Provider::Kakao(k) = provider else {
-                    return Err(GatewayError::NoRoute);
-                };
+                _ => Err(get()),
+            },
+            ApiRoute::LoginPage if m == Method::GET => self.login_page(req),
+            ApiRoute::Refresh if m == Method::POST => self.refresh(req).await,
+            ApiRoute::Profile if m == Method::GET => self.profile(req).await,
+            ApiRoute::Logout if m == Method::POST => self.logout(req).await,
+            ApiRoute::LoginPage | ApiRoute::Profile => Err(get()),
+            ApiRoute::Refresh | ApiRoute::Logout => Err(post()),
+            ApiRoute::Unknown => Err(GatewayError::NoRoute),
+            ApiRoute::Provider { index, action } => {
+                let provider = &self.providers[index];
                 match (action, m) {
-                    ("unlink", &Method::GET | &Method::POST) => self.kakao_unlink(k, req).await,
-                    ("unlink", _) => Err(GatewayError::MethodNotAllowed("GET, POST".into())),
-                    (_, &Method::POST) => Ok(self.kakao_events(k, req).await),
-                    _ => Err(GatewayError::MethodNotAllowed("POST".into())),
+                    (Action::LoginUrl, &Method::GET) => self.login_url(provider, req).await,
+                    (Action::Login, &Method::GET) => self.login(provider, req).await,
+                    (Action::Callback, &Method::GET) => self.browser_callback(provider, req).await,
+                    (Action::Callback, &Method::POST) => self.json_callback(provider, req).await,
+                    (Action::LoginUrl | Action::Login, _) => Err(get()),
+                    (Action::Callback, _) => {
+                        Err(GatewayError::MethodNotAllowed("GET, POST".into()))
+                    }
+                    (Action::Unlink | Action::Events, _) => {
+                        let Provider::Kakao(k) = provider else {
+                            return Err(GatewayError::NoRoute);
+                        };
+                        match (action, m) {
+                            (Action::Unlink, &Method::GET | &Method::POST) => {
+                                self.kakao_unlink(k, req).await
+                            }
+                            (Action::Unlink, _) => {
+                                Err(GatewayError::MethodNotAllowed("GET, POST".into()))
+                            }
+                            (_, &Method::POST) => Ok(self.kakao_events(k, req).await),
+                            _ => Err(post()),
+                        }
+                    }
                 }
             }
-            _ => Err(GatewayError::NoRoute),
         }
     }
 

@@ -8,8 +8,10 @@
 //! - Events: a Security Event Token (`providers/set.rs`), 202 once accepted (also a replay, which
 //!   changes nothing), 400 `{"err": …}` as RFC 8935 says for one we refuse.
 //!
-//! The user is found by Kakao user id among the users of every Kakao provider with the same
-//! REST API key: one Kakao app configured plain and in OIDC mode has one set of users.
+//! The user is found by Kakao user id among the users of every provider of the same Kakao app
+//! (the same REST API key): Kakao entries plain and in OIDC mode, and OpenID Connect entries on
+//! Kakao's issuer, whose `sub` is the Kakao user id too. One app has one set of users, whichever
+//! entry they logged in through.
 
 use std::time::Duration;
 
@@ -26,12 +28,19 @@ use crate::providers::Provider;
 const STORE_WAIT: Duration = Duration::from_millis(1500);
 
 impl AuthApi {
-    /// Ids of the Kakao providers sharing `k`'s app.
+    /// Ids of the providers sharing `k`'s Kakao app (its REST API key): Kakao entries, and
+    /// OpenID Connect entries on Kakao's issuer, which key users by the same Kakao user id.
     fn same_app(&self, k: &KakaoClient) -> Vec<String> {
+        let (app, issuer) = (&k.config().client_id, k.config().issuer.trim_end_matches('/'));
         self.providers
             .iter()
             .filter_map(|p| match p {
-                Provider::Kakao(o) if o.config().client_id == k.config().client_id => {
+                Provider::Kakao(o) if o.config().client_id == *app => Some(o.config().id.clone()),
+                Provider::Oidc(o)
+                    if o.config().client_id == *app
+                        && (o.config().issuer.trim_end_matches('/') == issuer
+                            || crate::config::is_kakao_issuer(&o.config().issuer, &[])) =>
+                {
                     Some(o.config().id.clone())
                 }
                 _ => None,

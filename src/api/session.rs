@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::{now, ApiReply, ApiRequest, AuthApi, InFlight, Issued};
 use crate::error::GatewayError;
-use crate::store::Rotation;
+use crate::store::{Presented, Rotation};
 use crate::tokens::jwt::{AccessClaims, TokenError, Verifier};
 use crate::tokens::refresh;
 
@@ -61,8 +61,34 @@ impl AuthApi {
     }
 
     async fn rotate_once(&self, presented: &str, hash: &str) -> Result<Issued, GatewayError> {
-        let (token, new_hash) = refresh::successor(&self.successor_key, presented);
         let t = now();
+        // Before anything is rotated: a refused refresh must leave the token as it was.
+        let Some(owner) = self.store.refresh_owner(hash, t, self.reuse_grace).await? else {
+            return Err(GatewayError::InvalidRefreshToken(
+                "unknown, expired or revoked",
+            ));
+        };
+        if !self.verifier.provider_allowed(&owner.provider) {
+            tracing::info!(user_id = owner.user_id, provider = %owner.provider,
+                "refresh refused: the user's provider is no longer configured");
+            return Err(GatewayError::InvalidRefreshToken("provider no longer configured"));
+        }
+        // Per session, not per address: behind a carrier NAT thousands of users share one. Only
+        // a rotation is limited: a token used before the grace window goes straight to reuse
+        // detection, which revokes the family, so a thief who keeps the family's budget spent
+        // cannot keep the victim's reuse from being noticed.
+        if owner.presented == Presented::Fresh {
+            if let Err(exceeded) = self.limits.check_refresh_family(&owner.family) {
+                self.metrics
+                    .rate_limited
+                    .with_label_values(&[exceeded.scope.label()])
+                    .inc();
+                tracing::warn!(user_id = owner.user_id,
+                    "refresh refused: one session refreshing too often (a bug or a stolen token)");
+                return Err(GatewayError::RateLimited(exceeded));
+            }
+        }
+        let (token, new_hash) = refresh::successor(&self.successor_key, presented);
         let user_id = match self
             .store
             .rotate_refresh(hash, &new_hash, t, t + self.refresh_ttl, self.reuse_grace)

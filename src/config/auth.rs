@@ -13,8 +13,15 @@ pub struct Limit {
 
 #[derive(Debug, Clone)]
 pub struct RateLimitConfig {
-    /// The gateway's own auth routes, per client IP (the seed's middleware: 10 a minute).
+    /// Logins (the login page, login URLs, callbacks), per client IP (the seed's middleware: 10
+    /// a minute).
     pub auth: Limit,
+    /// Refresh, profile and logout, per client IP: a flood guard sized for carrier NAT.
+    pub session: Limit,
+    /// Refreshes of one refresh-token family (one session).
+    pub refresh_family: Limit,
+    /// Kakao's webhooks, per client IP.
+    pub webhook: Limit,
     /// Authenticated requests, per verified `sub`.
     pub user: Limit,
     /// Anonymous requests (public routes, and refused tokens), per client IP.
@@ -156,6 +163,12 @@ pub(super) fn read_rate_limit(s: &Sec<'_>, p: &mut Vec<Problem>) -> RateLimitCon
         &[
             "auth_per_minute",
             "auth_burst",
+            "session_per_minute",
+            "session_burst",
+            "refresh_family_per_minute",
+            "refresh_family_burst",
+            "webhook_per_minute",
+            "webhook_burst",
             "user_per_minute",
             "user_burst",
             "ip_per_minute",
@@ -169,6 +182,14 @@ pub(super) fn read_rate_limit(s: &Sec<'_>, p: &mut Vec<Problem>) -> RateLimitCon
     };
     RateLimitConfig {
         auth: limit("auth", 10, 10, p),
+        // A carrier NAT address carries thousands of users, each refreshing once per access
+        // lifetime (30 minutes by default): 3,000 a minute is ~90,000 active sessions behind one
+        // address, while one address flooding still gets no more than 50 a second.
+        session: limit("session", 3000, 600, p),
+        // Five tabs at once, a retry or two: more is a bug or a stolen token.
+        refresh_family: limit("refresh_family", 6, 10, p),
+        // Kakao sends bursts from a few addresses.
+        webhook: limit("webhook", 600, 300, p),
         user: limit("user", 600, 100, p),
         ip: limit("ip", 600, 100, p),
     }

@@ -158,8 +158,10 @@ fn read_previous_key(
         JwtAlgorithm::RS256 | JwtAlgorithm::EdDSA => {
             let public_key_file = s.string("public_key_file", "", p);
             let private_key_file = s.string("private_key_file", "", p);
-            if public_key_file.is_empty() && !private_key_file.is_empty() {
-                let keys = pem_keys(s, algorithm, base, &private_key_file, "", p)?;
+            // With the private key, the public half is derived (and a public_key_file beside it
+            // must be that half).
+            if !private_key_file.is_empty() {
+                let keys = pem_keys(s, algorithm, base, &private_key_file, &public_key_file, p)?;
                 return Some(VerifyKey {
                     algorithm,
                     kid: keys.kid,
@@ -417,6 +419,19 @@ pub(super) fn pem_keys(
     let bad = |key: &str, file: &str, what: &str| {
         s.problem(key, format!("{file:?}"), format!("not a {what} PEM key"))
     };
+    // A public key file that is not the private key's half: every token signed would be
+    // refused by our own verifier (browsers loop on login) and by upstreams reading the JWKS.
+    // The usual cause is a rotation that replaced only the private key.
+    let mismatch = || {
+        s.problem(
+            "public_key_file",
+            format!("{public_key_file:?}"),
+            format!(
+                "is not the public half of private_key_file = {private_key_file:?}: replace both together, \
+                 or leave public_key_file empty and it is derived from the private key"
+            ),
+        )
+    };
     let text = String::from_utf8_lossy(&private_pem).into_owned();
     let public_text = public_pem.map(|p| String::from_utf8_lossy(&p).into_owned());
     // The public half as JWK members: it builds the verifying key and is published as JWKS.
@@ -447,7 +462,11 @@ pub(super) fn pem_keys(
             let public = match &public_text {
                 None => private.to_public_key(),
                 Some(t) => match rsa::RsaPublicKey::from_public_key_pem(t) {
-                    Ok(k) => k,
+                    Ok(k) if k == private.to_public_key() => k,
+                    Ok(_) => {
+                        p.push(mismatch());
+                        return None;
+                    }
                     Err(_) => {
                         p.push(bad("public_key_file", public_key_file, "RSA public"));
                         return None;
@@ -472,7 +491,11 @@ pub(super) fn pem_keys(
             let public = match &public_text {
                 None => signing.verifying_key(),
                 Some(t) => match ed25519_dalek::VerifyingKey::from_public_key_pem(t) {
-                    Ok(k) => k,
+                    Ok(k) if k == signing.verifying_key() => k,
+                    Ok(_) => {
+                        p.push(mismatch());
+                        return None;
+                    }
                     Err(_) => {
                         p.push(bad("public_key_file", public_key_file, "Ed25519 public"));
                         return None;

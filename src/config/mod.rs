@@ -18,6 +18,7 @@ use std::path::Path;
 
 use toml::Table;
 
+mod admin;
 mod auth;
 mod jwt;
 mod providers;
@@ -26,6 +27,7 @@ mod routes;
 mod server;
 mod tls;
 
+pub use admin::*;
 pub use auth::*;
 pub use jwt::*;
 pub use providers::*;
@@ -69,6 +71,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
+    /// Who may act on the admin listener.
+    pub admin: AdminConfig,
 }
 
 /// Reads environment overrides; a closure so tests need not touch the process environment.
@@ -120,7 +124,35 @@ pub fn findings(c: &Config) -> Findings {
             }
         }
     }
+    warnings.extend(deployment_warnings(c));
     Findings { refused, warnings }
+}
+
+/// What a valid configuration leaves open, said by `check` and logged when the gateway starts
+/// or reloads it: each a sentence with the fix.
+pub fn deployment_warnings(c: &Config) -> Vec<String> {
+    let mut w = Vec::new();
+    if !c.server.admin_listen.ip().is_loopback() && c.admin.tokens.is_empty() {
+        w.push(format!(
+            "server.admin_listen = {} is reachable from other hosts and no admin token is configured: \
+             operators' actions (POST /reload, /users/{{id}}/revoke) are refused to every non-loopback peer; \
+             add [[admin.tokens]] (`authgate admin-token --name NAME`) or set AUTHGATE_ADMIN_TOKEN",
+            c.server.admin_listen
+        ));
+    }
+    for p in &c.providers {
+        if let ProviderConfig::Oidc(o) = p {
+            if is_kakao_issuer(&o.issuer, &c.providers) {
+                w.push(format!(
+                    "providers \"{}\": an OpenID Connect entry on Kakao's issuer ({}) has no unlink or account-status webhook of its own: \
+                     declare it kind = \"kakao\" with oidc = true (keep id = \"{}\" and its users keep their accounts); \
+                     until then only a kind = \"kakao\" entry with the same client_id ends its users' sessions when Kakao says so",
+                    o.id, o.issuer, o.id
+                ));
+            }
+        }
+    }
+    w
 }
 
 impl Config {
@@ -166,6 +198,7 @@ impl Config {
                 "routes",
                 "rate_limit",
                 "log",
+                "admin",
             ],
             &mut p,
         );
@@ -190,6 +223,7 @@ impl Config {
         let providers: Vec<ProviderConfig> = declared.into_iter().map(|(_, c)| c).collect();
         let rate_limit = read_rate_limit(&top.table("rate_limit", &mut p), &mut p);
         let log = read_log(&top.table("log", &mut p), &mut p);
+        let admin = read_admin(&top.table("admin", &mut p), env, &mut p);
         let upstreams: Vec<UpstreamConfig> = top
             .array_of_tables("upstreams", &mut p)
             .iter()
@@ -233,6 +267,7 @@ impl Config {
                 routes,
                 rate_limit,
                 log,
+                admin,
             })
         } else {
             Err(Problems(p))

@@ -449,3 +449,14 @@ pub fn is_provider_id(id: &str) -> bool {
         && !id.starts_with('-')
         && !id.ends_with('-')
 }
+
+/// Whether `issuer` is Kakao's: Kakao's own issuer, or the issuer a Kakao entry declares (a
+/// local fake's). An OpenID Connect entry on it logs in Kakao users, keyed by their Kakao user
+/// id like a `kind = "kakao"` entry's.
+pub fn is_kakao_issuer(issuer: &str, providers: &[ProviderConfig]) -> bool {
+    let issuer = issuer.trim_end_matches('/');
+    issuer == KAKAO_ISSUER
+        || providers.iter().any(|p| {
+            matches!(p, ProviderConfig::Kakao(k) if k.issuer.trim_end_matches('/') == issuer)
+        })
+}

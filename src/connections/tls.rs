@@ -32,6 +32,8 @@ use crate::metrics::Metrics;
 pub struct TlsSide {
     pub port: u16,
     pub acceptor: Acceptor,
+    /// Records on each connection the names of the certificate it was served.
+    pub served: crate::tls::listener::RecordServed,
 }
 
 impl TlsSide {
@@ -61,7 +63,12 @@ impl TlsSide {
                 return None;
             }
         };
-        let (label, stream) = match within(deadline, self.acceptor.tls_handshake(tcp)).await {
+        let handshake = pingora::protocols::tls::server::handshake_with_callback(
+            &self.acceptor,
+            tcp,
+            &self.served,
+        );
+        let (label, stream) = match within(deadline, handshake).await {
             Some(Ok(s)) => ("ok", Some(s)),
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "TLS handshake failed");

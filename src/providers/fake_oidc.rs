@@ -120,6 +120,11 @@ struct State {
     id_token_fault: IdTokenFault,
     /// Which of the two keys of its kind signs (0 or 1): `rotate_keys` flips it.
     key: usize,
+    /// RFC 9207: discovery says `authorization_response_iss_parameter_supported` and every
+    /// authorization response carries `iss`.
+    iss_parameter: bool,
+    /// Users whose address the issuer no longer calls verified.
+    unverified: std::collections::HashSet<String>,
 }
 
 #[derive(Clone)]
@@ -181,6 +186,8 @@ impl FakeOidc {
                 userinfo_fault: Fault::None,
                 id_token_fault: IdTokenFault::None,
                 key: 0,
+                iss_parameter: false,
+                unverified: Default::default(),
             })),
             jwks_fetches: Arc::new(AtomicUsize::new(0)),
             discovery_fetches: Arc::new(AtomicUsize::new(0)),
@@ -211,6 +218,20 @@ impl FakeOidc {
     pub fn rotate_keys(&self) {
         let mut st = self.state.lock().unwrap();
         st.key = 1 - st.key;
+    }
+
+    /// Whether the issuer speaks RFC 9207 (advertised in discovery, `iss` on every redirect).
+    pub fn set_iss_parameter(&self, on: bool) {
+        self.state.lock().unwrap().iss_parameter = on;
+    }
+
+    /// From now on the issuer says `email_verified: false` for `sub`'s address.
+    pub fn stop_vouching_for_email(&self, sub: &str) {
+        self.state.lock().unwrap().unverified.insert(sub.to_string());
+    }
+
+    fn email_verified(&self, user: &FakeOidcUser) -> bool {
+        user.email_verified && !self.state.lock().unwrap().unverified.contains(&user.sub)
     }
 
     pub fn jwks_fetches(&self) -> usize {
@@ -263,6 +284,7 @@ impl FakeOidc {
                 "code_challenge_methods_supported": ["S256"],
                 "token_endpoint_auth_methods_supported": methods,
                 "scopes_supported": ["openid", "email", "profile"],
+                "authorization_response_iss_parameter_supported": self.state.lock().unwrap().iss_parameter,
             }),
         )
     }
@@ -361,6 +383,10 @@ impl FakeOidc {
                 nonce: q.get("nonce").cloned(),
             },
         );
+        if self.state.lock().unwrap().iss_parameter {
+            let iss = self.issuer();
+            return back_to_client(q, &[("code", &code), ("iss", &iss)]);
+        }
         back_to_client(q, &[("code", &code)])
     }
 
@@ -441,28 +467,31 @@ impl FakeOidc {
         if !user.sparse_id_token {
             claims["name"] = json!(user.name);
             claims["email"] = json!(user.email);
-            claims["email_verified"] = json!(user.email_verified);
+            claims["email_verified"] = json!(self.email_verified(user));
             claims["picture"] = json!(format!("https://example.test/avatars/{}.png", user.sub));
         }
         sign(claims, fault, self.cfg.alg, key)
     }
 
     fn userinfo(&self, bearer: Option<&str>) -> Reply {
-        let st = self.state.lock().unwrap();
-        let Some(sub) = bearer.and_then(|t| st.tokens.get(t)) else {
-            return oauth_error(401, "invalid_token", "unknown access token");
+        let sub = {
+            let st = self.state.lock().unwrap();
+            let Some(sub) = bearer.and_then(|t| st.tokens.get(t)) else {
+                return oauth_error(401, "invalid_token", "unknown access token");
+            };
+            sub.clone()
         };
         let user = self
             .cfg
             .users
             .iter()
-            .find(|u| &u.sub == sub)
+            .find(|u| u.sub == sub)
             .expect("known user");
         localhttp::json(
             200,
             &json!({
                 "sub": user.sub, "name": user.name, "email": user.email,
-                "email_verified": user.email_verified,
+                "email_verified": self.email_verified(user),
                 "picture": format!("https://example.test/avatars/{}.png", user.sub),
             }),
         )

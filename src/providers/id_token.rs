@@ -3,7 +3,9 @@
 //!
 //! - The key comes from the issuer's JWKS by `kid`: fetched on first use, kept for an hour, and
 //!   fetched again when a token names a `kid` the set does not hold (the issuer rotated), at most
-//!   once a minute so a stream of forged `kid`s cannot make us hammer the issuer.
+//!   once a minute so a stream of forged `kid`s cannot make us hammer the issuer. One fetch at
+//!   a time (those waiting take its outcome), and a failed one stands for 10 s: unauthenticated
+//!   posts (Kakao's security events) cannot make one outbound call each.
 //! - The algorithm is the header's, but only from an allow-list (RS256, PS256, ES256, EdDSA) and
 //!   only when it fits the key's type: never `none`, never HMAC with a public key.
 //! - `iss` exactly the issuer; `aud` containing our client id; `azp`, when present, our client id,
@@ -24,6 +26,9 @@ use super::{http, ProviderError};
 
 /// How often an unknown `kid` may make us fetch the JWKS again.
 const REFETCH_EVERY: Duration = Duration::from_secs(60);
+/// How long a failed fetch stands before another is tried: anyone can post a security event
+/// or a callback, and each must not make us call an issuer that is down.
+const FAILURE_STANDS: Duration = Duration::from_secs(10);
 /// How long a fetched key set is used before it is fetched again.
 const KEYS_TTL: Duration = Duration::from_secs(3600);
 /// How old an `id_token` may be when it reaches us (it was just issued for this code).
@@ -78,6 +83,8 @@ struct Cached {
     /// fetch takes its outcome instead of fetching again.
     attempts: u64,
     last_error: Option<ProviderError>,
+    /// After a failed fetch: no other before this.
+    retry_at: Option<Instant>,
 }
 
 /// One issuer's signing keys.
@@ -167,6 +174,11 @@ impl Jwks {
             if c.attempts != seen {
                 return c.last_error.clone().map_or(Ok(()), Err);
             }
+            if let (Some(at), Some(e)) = (c.retry_at, &c.last_error) {
+                if Instant::now() < at {
+                    return Err(e.clone());
+                }
+            }
             c.attempts += 1;
         }
         let outcome = self.fetch(url).await;
@@ -178,10 +190,12 @@ impl Jwks {
                 c.url = url.to_string();
                 c.refresh_at = Some(Instant::now() + KEYS_TTL);
                 c.last_error = None;
+                c.retry_at = None;
                 Ok(())
             }
             Err(e) => {
                 c.last_error = Some(e.clone());
+                c.retry_at = Some(Instant::now() + FAILURE_STANDS);
                 Err(e)
             }
         }

@@ -116,6 +116,8 @@ impl KakaoClient {
 
     /// Exchanges the code and reads the profile (and in OIDC mode verifies the `id_token`).
     pub async fn login(&self, req: LoginRequest<'_>) -> Result<ProviderUser, ProviderError> {
+        // Kakao does not send `iss` today; one that names another issuer is a mix-up.
+        super::check_response_issuer(&self.cfg.issuer, req.iss, false)?;
         let token = self.exchange(req.code, req.code_verifier).await?;
         let sub = match (self.cfg.oidc, &token.id_token) {
             (false, _) => None,

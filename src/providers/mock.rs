@@ -111,6 +111,8 @@ impl Fake for FakeKakao {
             "/.well-known/jwks.json" => {
                 localhttp::json(200, &fake_oidc::jwks(SigningAlg::RS256, 0))
             }
+            "/.well-known/openid-configuration" => self.discovery(),
+            "/v1/oidc/userinfo" => self.oidc_userinfo(req.bearer()),
             "/oauth/token" if req.post => match self.faulty().await {
                 Some(r) => r,
                 None => self.token(&req.form),
@@ -262,9 +264,16 @@ impl FakeKakao {
             (None, _) => None,
         };
         let code = random_token(32);
+        // Kakao's own clients separate consent items with commas; OpenID Connect clients send
+        // the standard space-separated list. Both name the same items.
         let scopes = q
             .get("scope")
-            .map(|s| s.split(',').map(str::to_string).collect())
+            .map(|s| {
+                s.split([',', ' '])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         self.state.lock().unwrap().codes.insert(
             code.clone(),
@@ -393,13 +402,61 @@ impl FakeKakao {
         fake_oidc::sign(claims, fault, SigningAlg::RS256, 0)
     }
 
-    fn me(&self, bearer: Option<&str>) -> Reply {
+    /// Kakao's OpenID Connect discovery document (`kakao-api.md` §5), on the fake's base URL.
+    fn discovery(&self) -> Reply {
+        let base = self.base_url();
+        localhttp::json(
+            200,
+            &json!({
+                "issuer": base,
+                "authorization_endpoint": format!("{base}/oauth/authorize"),
+                "token_endpoint": format!("{base}/oauth/token"),
+                "userinfo_endpoint": format!("{base}/v1/oidc/userinfo"),
+                "jwks_uri": format!("{base}/.well-known/jwks.json"),
+                "token_endpoint_auth_methods_supported": ["client_secret_post"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "request_uri_parameter_supported": false,
+                "response_types_supported": ["code"],
+                "response_modes_supported": ["query"],
+                "grant_types_supported": ["authorization_code", "refresh_token"],
+                "code_challenge_methods_supported": ["S256"],
+                "claims_supported": ["iss", "aud", "sub", "auth_time", "exp", "iat", "nonce",
+                    "nickname", "picture", "email"],
+            }),
+        )
+    }
+
+    /// Kakao's OpenID Connect user info: the consented profile as standard claims; the email
+    /// with `email_verified`.
+    fn oidc_userinfo(&self, bearer: Option<&str>) -> Reply {
+        let (user, scopes) = match self.token_owner(bearer) {
+            Ok(owner) => owner,
+            Err(refused) => return refused,
+        };
+        let has = |s: &str| scopes.iter().any(|x| x == s);
+        let mut claims = json!({"sub": user.id.to_string()});
+        if has("profile_nickname") {
+            claims["nickname"] = json!(user.nickname);
+        }
+        if has("profile_image") {
+            claims["picture"] = json!(user.profile_image);
+        }
+        if let (Some(email), true) = (&user.email, has("account_email")) {
+            claims["email"] = json!(email);
+            claims["email_verified"] = json!(user.email_verified);
+        }
+        localhttp::json(200, &claims)
+    }
+
+    /// The user and consented scopes an access token was issued for, or Kakao's 401.
+    fn token_owner(&self, bearer: Option<&str>) -> Result<(&FakeUser, Vec<String>), Reply> {
         let st = self.state.lock().unwrap();
         let Some((user_id, scopes)) = bearer.and_then(|t| st.tokens.get(t)).cloned() else {
-            return localhttp::json(
+            return Err(localhttp::json(
                 401,
                 &json!({"msg": "this access token does not exist", "code": -401}),
-            );
+            ));
         };
         let user = self
             .cfg
@@ -407,6 +464,14 @@ impl FakeKakao {
             .iter()
             .find(|u| u.id == user_id)
             .expect("tokens name known users");
+        Ok((user, scopes))
+    }
+
+    fn me(&self, bearer: Option<&str>) -> Reply {
+        let (user, scopes) = match self.token_owner(bearer) {
+            Ok(owner) => owner,
+            Err(refused) => return refused,
+        };
         let has = |s: &str| scopes.iter().any(|x| x == s);
         let mut profile = serde_json::Map::new();
         if has("profile_nickname") {

@@ -51,6 +51,29 @@ pub struct LoginRequest<'a> {
     pub code_verifier: Option<&'a str>,
     pub nonce: &'a str,
     pub state: &'a str,
+    /// The authorization response's `iss` parameter (RFC 9207), when it had one.
+    pub iss: Option<&'a str>,
+}
+
+/// RFC 9207: an authorization response that names an issuer must name this provider's, or
+/// the code came from another authorization server (a mix-up) and must not be sent to this
+/// provider's token endpoint; one whose issuer promises the parameter must carry it. Checked
+/// before the code is redeemed. Simple string comparison, as the RFC says.
+pub fn check_response_issuer(
+    expected: &str,
+    iss: Option<&str>,
+    required: bool,
+) -> Result<(), ProviderError> {
+    match iss {
+        Some(iss) if iss != expected => Err(ProviderError::LoginFailed(format!(
+            "the authorization response names issuer {:?}, not {expected:?} (RFC 9207: a mix-up)",
+            iss.chars().take(100).collect::<String>()
+        ))),
+        None if required => Err(ProviderError::LoginFailed(format!(
+            "the authorization response has no iss parameter, which {expected:?} promises (RFC 9207)"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 pub enum Provider {

@@ -69,6 +69,9 @@ impl NaverClient {
         url.into()
     }
 
+    /// `req.iss` is not looked at: Naver has no issuer identifier to compare it with, and its
+    /// callback path is its own (`{prefix}/{id}/callback`), the other defence RFC 9207 names
+    /// against a mix-up.
     pub async fn login(&self, req: LoginRequest<'_>) -> Result<ProviderUser, ProviderError> {
         let c = &self.cfg;
         let form = [

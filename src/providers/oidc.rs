@@ -32,6 +32,9 @@ struct Endpoints {
     jwks: String,
     /// `client_secret_post` when the issuer takes it, else HTTP Basic (the spec's default).
     secret_in_body: bool,
+    /// Discovery's `authorization_response_iss_parameter_supported` (RFC 9207): every
+    /// authorization response must then carry `iss`.
+    iss_required: bool,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +47,8 @@ struct Discovery {
     jwks_uri: String,
     #[serde(default)]
     token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +143,7 @@ impl OidcClient {
                     userinfo: c.userinfo_url.clone(),
                     jwks: jwks.clone(),
                     secret_in_body: true,
+                    iss_required: false,
                 }));
             }
         }
@@ -229,6 +235,7 @@ impl OidcClient {
             userinfo: c.userinfo_url.clone().or(d.userinfo_endpoint),
             jwks: c.jwks_url.clone().unwrap_or(d.jwks_uri),
             secret_in_body,
+            iss_required: d.authorization_response_iss_parameter_supported,
         })
     }
 
@@ -260,6 +267,7 @@ impl OidcClient {
 
     pub async fn login(&self, req: LoginRequest<'_>) -> Result<ProviderUser, ProviderError> {
         let endpoints = self.endpoints().await?;
+        super::check_response_issuer(&self.cfg.issuer, req.iss, endpoints.iss_required)?;
         let tokens = self.exchange(&endpoints, &req).await?;
         let id_token = tokens.id_token.ok_or_else(|| {
             ProviderError::Unavailable("the token response has no id_token".into())

@@ -6,6 +6,7 @@
 //! and one an edge proxy describes to forward-auth (`forward_auth.rs`) get the same decision.
 
 use super::*;
+use crate::tls::listener::ServedNames;
 
 /// A WebSocket (or other protocol) upgrade: `Upgrade`, or the WebSocket handshake's own headers,
 /// which reach a forward-auth question where the hop-by-hop `Upgrade` does not.
@@ -78,11 +79,23 @@ impl Gateway {
         let path = check_target(req.raw_path())?;
         let authority = request_authority(req)?;
         let host = check_host(authority)?;
+        // Over our TLS listener, only hosts the connection's certificate covers: a client that
+        // asked SNI for one site must not reach another site's routes on the same connection
+        // (nginx and Envoy answer so too). HTTP/1.1 and HTTP/2 alike.
+        if let Some(served) = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|d| d.extension.get::<ServedNames>())
+        {
+            if !served.covers(host) {
+                return Err(GatewayError::Misdirected);
+            }
+        }
         if let Some(mode) = self.forward_auth_mode(live, path) {
             return Ok(Step::ForwardAuth(mode));
         }
         if live.api.owns(path) {
-            return Ok(Step::Api);
+            return Ok(Step::Api(live.api.parse(path)));
         }
         let original = Original {
             method: &req.method,
@@ -171,10 +184,11 @@ impl Gateway {
                     .filter(|c| !c.is_empty())
                     .ok_or(TokenError::Expired)?
                     .to_string();
-                // A rotation writes to the store: limited like `POST /refresh`, and never for
-                // a client already refused.
+                // A rotation writes to the store: limited like `POST /refresh` (per address as
+                // a flood guard, per session in the rotation), and never for a client already
+                // refused.
                 live.limits.ip_blocked(index, key)?;
-                live.limits.check_auth(key)?;
+                live.limits.check_session(key)?;
                 let (api, secure) = (live.api.clone(), ctx.secure);
                 let refreshed = self
                     .app
@@ -187,7 +201,7 @@ impl Gateway {
                         ctx.set_cookies = cookies;
                         Ok(())
                     }
-                    Err(e @ GatewayError::Store(_)) => Err(e),
+                    Err(e @ (GatewayError::Store(_) | GatewayError::RateLimited(_))) => Err(e),
                     // An unusable refresh cookie: the browser logs in again.
                     Err(_) => Err(TokenError::Expired.into()),
                 }
@@ -232,6 +246,7 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
         live: &Live,
+        route: api::ApiRoute,
     ) -> Result<()> {
         let mut body = bytes::BytesMut::new();
         if session.req_header().method != http::Method::GET {
@@ -263,6 +278,7 @@ impl Gateway {
         }
         let req = session.req_header();
         let request = ApiRequest {
+            route,
             method: req.method.clone(),
             path: req.uri.path().to_string(),
             query: req.uri.query().unwrap_or("").to_string(),

@@ -110,6 +110,7 @@ impl Live {
             shared.cutoffs.clone(),
             shared.lifecycle.clone(),
             shared.metrics.clone(),
+            limits.clone(),
         )
         .context("building the identity providers' clients")?;
         Ok(Live {

@@ -35,7 +35,7 @@ use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::Peer;
 use pingora::ErrorType;
 
-use crate::api::{self, ApiReply, ApiRequest};
+use crate::api::{self, ApiReply, ApiRequest, Budget};
 use crate::config::{AuthMode, OnUnauthenticated};
 use crate::cookies;
 use crate::error::{GatewayError, PublicError};
@@ -70,6 +70,12 @@ pub struct Gateway {
 impl Gateway {
     /// `authgate_rate_limited_total` and `authgate_auth_failures_total` for a refusal.
     fn count_refusal(&self, err: &GatewayError) {
+        if let GatewayError::Misdirected = err {
+            self.metrics
+                .client_errors
+                .with_label_values(&["misdirected"])
+                .inc();
+        }
         if let GatewayError::RateLimited(exceeded) = err {
             self.metrics
                 .rate_limited
@@ -229,7 +235,7 @@ const CLIENT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 enum Step {
     Proxy,
     /// One of the gateway's own endpoints.
-    Api,
+    Api(crate::api::ApiRoute),
     /// An edge proxy asks whether a request may pass (`forward_auth.rs`).
     ForwardAuth(forward_auth::Mode),
 }
@@ -375,31 +381,27 @@ impl ProxyHttp for Gateway {
         let key = identity::rate_key(client_ip);
         let live = ctx.live();
         let admitted = self.admit(session, ctx, key, &live).await;
-        // Limits: the auth endpoints per IP; a verified user per `sub`; everyone else per IP:
-        // anonymous requests, refused tokens (whatever `sub` they claim) and requests refused
-        // as malformed, unknown or of the wrong method.
-        let limited = match (&admitted, ctx.route) {
-            // JWKS is public key material that upstreams fetch, Kakao's webhooks come in bursts
-            // from Kakao; only the login endpoints are worth guessing at.
-            (Ok(Step::Api), _)
-                if live
-                    .api
-                    .exempt_from_auth_limit(session.req_header().uri.path()) =>
-            {
-                Ok(())
-            }
-            (Ok(Step::Api), _) => live.limits.check_auth(key),
+        // Limits: the auth endpoints per IP, each with its budget (`api::Budget`); a verified
+        // user per `sub`; everyone else per IP: anonymous requests, refused tokens (whatever
+        // `sub` they claim) and requests refused as malformed, unknown or of the wrong method.
+        let limited = match &admitted {
+            Ok(Step::Api(route)) => match route.budget() {
+                Budget::None => Ok(()),
+                Budget::Login => live.limits.check_auth(key),
+                Budget::Session => live.limits.check_session(key),
+                Budget::Webhook => live.limits.check_webhook(key),
+            },
             // Answered below with the limits of the route it asks about.
-            (Ok(Step::ForwardAuth(_)), _) => Ok(()),
-            (Ok(Step::Proxy), _) => self.spend(&live, Ok(()), ctx, key),
-            (Err(e), _) => self.spend(&live, Err(e), ctx, key),
+            Ok(Step::ForwardAuth(_)) => Ok(()),
+            Ok(Step::Proxy) => self.spend(&live, Ok(()), ctx, key),
+            Err(e) => self.spend(&live, Err(e), ctx, key),
         };
         let err = match (admitted, limited) {
             (_, Err(exceeded)) => GatewayError::RateLimited(exceeded),
             (Ok(Step::Proxy), Ok(())) => return Ok(false),
-            (Ok(Step::Api), Ok(())) => {
+            (Ok(Step::Api(route)), Ok(())) => {
                 ctx.is_api = true;
-                self.serve_api(session, ctx, &live).await?;
+                self.serve_api(session, ctx, &live, route).await?;
                 return Ok(true);
             }
             (Ok(Step::ForwardAuth(mode)), Ok(())) => {

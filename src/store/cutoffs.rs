@@ -101,7 +101,23 @@ impl Store {
                 q.fetch_all(&mut *tx).await?
             }
         };
-        let at = unix_now();
+        // The cut-off second: now, but never at or before one of these users' earlier
+        // cut-offs. After a cut-off at T, this user's tokens are stamped T + 1 or later
+        // (`tokens::cutoff::Cutoffs::issue_at`); a second cut-off within second T must refuse
+        // those too, so it takes T + 1. Under the users' locks, so cut-offs are ordered.
+        let mut at = unix_now();
+        for row in &rows {
+            let user: i64 = row.try_get("id")?;
+            let prev: Option<i64> =
+                sqlx::query("SELECT MAX(not_before) AS m FROM user_cutoffs WHERE user_id = $1")
+                    .bind(user)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("m")?;
+            if let Some(prev) = prev {
+                at = at.max(prev + 1);
+            }
+        }
         let mut done = CutOff {
             at,
             ..CutOff::default()
@@ -188,6 +204,23 @@ fn cutoff_rows(rows: &[sqlx::any::AnyRow]) -> Result<Vec<(i64, i64, i64)>> {
 mod tests {
     use super::super::tests::{kakao, stores, uniq};
     use super::*;
+
+    #[tokio::test]
+    async fn cut_offs_of_one_user_are_each_after_the_last_even_in_one_second() {
+        let (stores, _d) = stores().await;
+        for s in stores {
+            let u = s.upsert_user(&kakao(&uniq(), None), 100).await.unwrap();
+            let whom = Whom::User(u.id);
+            let mut last = 0;
+            // Far more than fit in one second of the clock: each is still after the one before.
+            for _ in 0..5 {
+                let done = s.cut_off(&whom, "operator", None).await.unwrap();
+                assert!(done.at > last, "{:?}: {} after {last}", s.backend, done.at);
+                last = done.at;
+            }
+            assert!(last <= unix_now() + 5, "{:?}", s.backend);
+        }
+    }
 
     #[tokio::test]
     async fn a_cut_off_revokes_the_users_refresh_tokens_and_is_read_by_the_sync() {

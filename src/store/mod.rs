@@ -16,7 +16,7 @@ mod refresh;
 mod revocations;
 
 pub use cutoffs::{CutOff, Whom};
-pub use refresh::Rotation;
+pub use refresh::{Presented, RefreshOwner, Rotation};
 pub use revocations::SyncPoint;
 
 use std::time::Duration;
@@ -160,13 +160,17 @@ impl Store {
     }
 
     /// Inserts or updates the user identified by (provider, provider id); never matched by email.
+    /// Creates or updates the user a provider vouched for. The email is the provider's word at
+    /// this login: an address it no longer calls verified (or no longer shares) is cleared, never
+    /// kept from an earlier login, since upstreams believe `X-User-Email`. An empty nickname or a
+    /// missing picture keeps the earlier one (those are display data, not identity).
     pub async fn upsert_user(&self, u: &ProviderUser, now: i64) -> Result<User> {
         let username = format!("{}_{}", u.provider, u.provider_user_id);
         let row = sqlx::query(concat!(
             "INSERT INTO users (provider, provider_user_id, username, email, nickname, profile_image, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
              ON CONFLICT (provider, provider_user_id) DO UPDATE SET \
-               email = COALESCE(excluded.email, users.email), \
+               email = excluded.email, \
                nickname = CASE WHEN excluded.nickname = '' THEN users.nickname ELSE excluded.nickname END, \
                profile_image = COALESCE(excluded.profile_image, users.profile_image), \
                updated_at = excluded.updated_at \
@@ -218,6 +222,16 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Every provider id some user logged in with.
+    pub async fn user_providers(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT provider FROM users")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("provider").map_err(Into::into))
+            .collect()
     }
 
     /// Counts, for tests and the demo.
@@ -275,7 +289,7 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn users_are_upserted_on_provider_and_id_never_on_email() {
+    async fn users_are_upserted_on_provider_and_id_never_on_email_and_an_unverified_email_is_cleared() {
         let (stores, _d) = stores().await;
         for s in stores {
             let (id1, id2) = (uniq(), uniq());
@@ -290,9 +304,10 @@ pub(crate) mod tests {
             assert_ne!(a.id, b.id, "{:?}", s.backend);
             assert_eq!(a.username, format!("kakao_{id1}"));
             let again = s.upsert_user(&kakao(&id1, None), 200).await.unwrap();
+            // The provider no longer vouches for the address: it is gone, not kept.
             assert_eq!(
                 (again.id, again.email.as_deref(), again.created_at),
-                (a.id, Some("same@example.com"), 100)
+                (a.id, None, 100)
             );
             assert_eq!(
                 s.user(a.id).await.unwrap().unwrap().nickname,

@@ -27,6 +27,24 @@ pub enum Rotation {
     Invalid,
 }
 
+/// A stored refresh token, as [`Store::refresh_owner`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshOwner {
+    pub user_id: i64,
+    pub family: String,
+    pub provider: String,
+    pub presented: Presented,
+}
+
+/// What presenting a refresh token now would be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented {
+    /// A rotation: the token is live and unused, or used within the grace window.
+    Fresh,
+    /// Reuse after the window (theft: the family is revoked), or a revoked or expired token.
+    Judged,
+}
+
 /// Stores a refresh token (by hash) in `family`, on the pool or inside a rotation's transaction;
 /// a token already stored (a successor asked for again) is left as it is.
 async fn insert_refresh_on<'e>(
@@ -170,6 +188,41 @@ impl Store {
         Ok(row
             .map(|r| Ok::<_, sqlx::Error>((r.try_get("user_id")?, r.try_get("family_id")?)))
             .transpose()?)
+    }
+
+    /// What a refresh needs to know before it rotates: the token's owner, family and the
+    /// provider the owner logged in with, and whether presenting it now is a rotation
+    /// ([`Presented::Fresh`]: unused, or used within the grace window) or something
+    /// [`Store::rotate_refresh`] must judge without any limit in its way (used before the window:
+    /// reuse, which revokes the family; revoked or expired). `None`: no such token.
+    pub async fn refresh_owner(
+        &self,
+        hash: &str,
+        now: i64,
+        grace: i64,
+    ) -> Result<Option<RefreshOwner>> {
+        let row = sqlx::query(
+            "SELECT r.user_id, r.family_id, r.used_at, r.revoked_at, r.expires_at, u.provider \
+             FROM refresh_tokens r JOIN users u ON u.id = r.user_id WHERE r.token_hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let used_at: Option<i64> = row.try_get("used_at")?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+        let expires_at: i64 = row.try_get("expires_at")?;
+        let live = revoked_at.is_none() && expires_at > now;
+        Ok(Some(RefreshOwner {
+            user_id: row.try_get("user_id")?,
+            family: row.try_get("family_id")?,
+            provider: row.try_get("provider")?,
+            presented: match used_at {
+                None if live => Presented::Fresh,
+                Some(_) if in_grace(&row, now, grace)? => Presented::Fresh,
+                _ => Presented::Judged,
+            },
+        }))
     }
 
     /// Ends one session: every token of the family stops working.

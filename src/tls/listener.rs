@@ -28,28 +28,64 @@ pub const WATCH_EVERY: Duration = Duration::from_secs(5);
 
 /// The certificates served at one moment.
 struct CertSet {
-    default: Arc<CertifiedKey>,
+    default: Served,
     /// Each `server_names` entry (`*.example.com` for one label) with its certificate.
-    named: Vec<(String, Arc<CertifiedKey>)>,
+    named: Vec<(String, Served)>,
+}
+
+/// One certificate as served, with the names it covers.
+#[derive(Clone)]
+struct Served {
+    key: Arc<CertifiedKey>,
+    names: ServedNames,
+}
+
+/// The names (subjectAltName DNS names and IP addresses, lower case) of the certificate a TLS
+/// connection was served: kept with the connection (Pingora's `SslDigest` extension), so a
+/// request whose host it does not cover is answered `421 Misdirected Request` rather than
+/// routed to another site's routes.
+#[derive(Debug, Clone)]
+pub struct ServedNames(Arc<[String]>);
+
+impl ServedNames {
+    /// Whether `host` (as `routes::check_host` returns it: a name, an IPv4 address or a
+    /// bracketed IPv6 address, without the port) is covered, by the wildcard rule of RFC 6125.
+    pub fn covers(&self, host: &[u8]) -> bool {
+        let Ok(host) = std::str::from_utf8(host) else {
+            return false;
+        };
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let ip = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(&host)
+            .parse::<std::net::IpAddr>()
+            .ok();
+        self.0.iter().any(|n| match ip {
+            Some(ip) => n.parse::<std::net::IpAddr>() == Ok(ip),
+            None => matches(n, &host),
+        })
+    }
 }
 
 impl CertSet {
     /// Loads every pair; also returns each gauge label with its expiry.
     fn load(cfg: &TlsConfig) -> Result<(CertSet, Vec<(String, i64)>), String> {
+        let served = |l: &crate::tls::Loaded| Served {
+            key: l.key.clone(),
+            names: ServedNames(l.names.clone().into()),
+        };
         let default = load_pair(&cfg.default.cert_file, &cfg.default.key_file)?;
         let mut expiry = vec![("default".to_string(), default.not_after)];
         let mut named = Vec::new();
         for c in &cfg.certs {
             let loaded = load_pair(&c.pair.cert_file, &c.pair.key_file)?;
             expiry.push((c.server_names[0].clone(), loaded.not_after));
-            named.extend(
-                c.server_names
-                    .iter()
-                    .map(|n| (n.clone(), loaded.key.clone())),
-            );
+            let one = served(&loaded);
+            named.extend(c.server_names.iter().map(|n| (n.clone(), one.clone())));
         }
         let set = CertSet {
-            default: default.key,
+            default: served(&default),
             named,
         };
         Ok((set, expiry))
@@ -57,16 +93,16 @@ impl CertSet {
 
     /// The certificate for a client that asked for `sni` (none: an IP address was dialled): an
     /// exact name first, then a wildcard, else the default.
-    fn pick(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
+    fn pick(&self, sni: Option<&str>) -> &Served {
         let Some(sni) = sni else {
-            return self.default.clone();
+            return &self.default;
         };
         let sni = sni.trim_end_matches('.').to_ascii_lowercase();
         let exact = || self.named.iter().find(|(n, _)| *n == sni);
         let wildcard = || self.named.iter().find(|(n, _)| matches(n, &sni));
         exact()
             .or_else(wildcard)
-            .map_or_else(|| self.default.clone(), |(_, k)| k.clone())
+            .map_or(&self.default, |(_, s)| s)
     }
 }
 
@@ -237,6 +273,27 @@ impl std::fmt::Debug for Certs {
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.set.load().pick(hello.server_name()))
+        Some(self.0.set.load().pick(hello.server_name()).key.clone())
+    }
+}
+
+impl Certs {
+    /// The names of the certificate a client asking for `sni` is served: what the resolver
+    /// picked in its handshake (the same rule, read again right after it).
+    pub fn served_names(&self, sni: Option<&str>) -> ServedNames {
+        self.set.load().pick(sni).names.clone()
+    }
+}
+
+/// Records the served certificate's names on each connection once its handshake is done.
+pub struct RecordServed(pub Arc<Certs>);
+
+#[async_trait::async_trait]
+impl pingora::listeners::TlsAccept for RecordServed {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &pingora::protocols::tls::TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        Some(Arc::new(self.0.served_names(tls.server_name())))
     }
 }

@@ -8,7 +8,10 @@
 //! Why "at or before": `iat` has whole seconds, and a token issued in the very second of the
 //! cut-off may come from a login or rotation that raced it. Refusing it is the safe side; a
 //! token issued later in that second on this instance is stamped with the next second instead
-//! (see [`Cutoffs::issue_at`]), so a fresh login right after a cut-off works.
+//! (see [`Cutoffs::issue_at`]), so a fresh login right after a cut-off works. A second cut-off
+//! of the same user is therefore never at or before the first: it takes at least the next
+//! second ([`Cutoffs::cut_anew`], and the store the same way), so it refuses the tokens stamped
+//! ahead too. Whatever was issued before a cut-off is dead after it.
 //!
 //! Entries are dropped once every token they could refuse has expired ([`Cutoffs::purge`]).
 
@@ -63,6 +66,23 @@ impl Cutoffs {
                 true
             }
         }
+    }
+
+    /// Records a *new* cut-off of `user` asked for at `at`: it also refuses the tokens stamped
+    /// after the user's previous cut-off (see [`Cutoffs::issue_at`]), so it is never at or
+    /// before that one. The store orders cut-offs the same way (`store/cutoffs.rs`); this is
+    /// for one it has not taken yet (spooled). Returns the second recorded.
+    pub fn cut_anew(&self, user: i64, at: i64) -> i64 {
+        let mut shard = self.shard(user).write().unwrap_or_else(|p| p.into_inner());
+        let at = match shard.get(&user) {
+            Some(t) => at.max(t + 1),
+            None => {
+                self.held.fetch_add(1, Ordering::Relaxed);
+                at
+            }
+        };
+        shard.insert(user, at);
+        at
     }
 
     /// True when a token of `user` issued at `iat` is dead.
@@ -147,6 +167,20 @@ mod tests {
         assert!(!c.cuts_off(7, c.issue_at(7, 1000)));
         assert_eq!(c.issue_at(7, 1005), 1005);
         assert_eq!(c.issue_at(8, 1000), 1000);
+    }
+
+    #[test]
+    fn a_second_cut_off_in_the_same_second_refuses_the_token_stamped_after_the_first() {
+        let c = Cutoffs::new();
+        assert_eq!(c.cut_anew(7, 1000), 1000);
+        let stamped = c.issue_at(7, 1000);
+        assert_eq!(stamped, 1001);
+        assert!(!c.cuts_off(7, stamped), "a login right after the first lives");
+        assert_eq!(c.cut_anew(7, 1000), 1001, "the second takes the next second");
+        assert!(c.cuts_off(7, stamped), "and refuses the token issued before it");
+        assert_eq!(c.issue_at(7, 1000), 1002);
+        assert_eq!(c.cut_anew(8, 1000), 1000, "another user's first");
+        assert_eq!(c.len(), 2);
     }
 
     #[test]

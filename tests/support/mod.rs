@@ -301,10 +301,32 @@ impl Gateway {
             .unwrap_or_else(|| panic!("authgate did not start on {addr}"))
     }
 
+    /// With the admin listener bound to `admin_listen` (its port reached on 127.0.0.1) and
+    /// `env` in the gateway's environment.
+    pub async fn start_opts(rest: &str, server_extra: &str, admin_listen: Option<SocketAddr>, env: &[(&str, &str)]) -> Gateway {
+        for _attempt in 0..3 {
+            let admin_listen = admin_listen.unwrap_or_else(free_addr);
+            if let Some(gw) = Self::try_start_opts(free_addr(), admin_listen, rest, server_extra, env).await {
+                return gw;
+            }
+        }
+        panic!("authgate did not start three times");
+    }
+
     async fn try_start(addr: SocketAddr, rest: &str, server_extra: &str) -> Option<Gateway> {
-        let admin = free_addr();
+        Self::try_start_opts(addr, free_addr(), rest, server_extra, &[]).await
+    }
+
+    async fn try_start_opts(
+        addr: SocketAddr,
+        admin_listen: SocketAddr,
+        rest: &str,
+        server_extra: &str,
+        env: &[(&str, &str)],
+    ) -> Option<Gateway> {
+        let admin = SocketAddr::from(([127, 0, 0, 1], admin_listen.port()));
         let text = format!(
-            "[server]\nlisten = \"{addr}\"\nadmin_listen = \"{admin}\"\nthreads = 1\n{server_extra}\n{}",
+            "[server]\nlisten = \"{addr}\"\nadmin_listen = \"{admin_listen}\"\nthreads = 1\n{server_extra}\n{}",
             rest.replace("{secret}", SECRET)
         );
         let dir = tempfile::tempdir().unwrap();
@@ -318,6 +340,8 @@ impl Gateway {
             .current_dir(dir.path())
             .env_remove("JWT_SECRET_KEY")
             .env_remove("AUTHGATE_LOG")
+            .env_remove("AUTHGATE_ADMIN_TOKEN")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

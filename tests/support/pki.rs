@@ -175,10 +175,16 @@ pub fn keep_alive(request: String) -> String {
     request.replace("Connection: close\r\n", "")
 }
 
-/// One HTTP/1.1 request over a new TLS connection.
+/// `request` (made by `support::get` and friends, for `gateway.test`) for `host` instead: what
+/// a real client sends over TLS, the name it asked SNI for (or the address it dialled).
+pub fn for_host(request: &str, host: &str) -> String {
+    request.replace("Host: gateway.test\r\n", &format!("Host: {host}\r\n"))
+}
+
+/// One HTTP/1.1 request over a new TLS connection, for the host it asked SNI for.
 pub async fn https(addr: SocketAddr, sni: &str, ca: &Ca, request: &str) -> RawResponse {
     let mut s = connect(addr, sni, ca, &[b"http/1.1"]).await;
-    exchange(&mut s, request).await
+    exchange(&mut s, &for_host(request, sni)).await
 }
 
 /// An HTTPS upstream: answers `200 {"upstream": name, "version": ...}` to everything and

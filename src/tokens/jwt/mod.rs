@@ -143,6 +143,8 @@ pub enum TokenError {
     Revoked(String),
     #[error("every token of user {0} issued before its cut-off is revoked")]
     CutOff(i64),
+    #[error("its provider {0:?} is no longer configured")]
+    ProviderGone(String),
     #[error("invalid token: {0}")]
     Invalid(String),
 }
@@ -156,6 +158,26 @@ pub struct Verifier {
     /// that verified are ever inserted, so a forged token can only miss.
     verified: Option<moka::sync::Cache<Box<str>, Arc<AccessClaims>, ahash::RandomState>>,
     max_token_bytes: usize,
+    providers: ArcSwap<ProviderGate>,
+}
+
+/// Whose logins are still good, by the `provider` claim (or a refresh family's user's
+/// provider): a provider the configuration no longer has ends its sessions. A gateway that
+/// configures no provider at all only verifies tokens issued elsewhere and takes any provider,
+/// except one it knows was removed: by a reload of this process, or because its store holds
+/// users of it (a restart with the last provider gone).
+#[derive(Debug, Default)]
+pub struct ProviderGate {
+    configured: Vec<Box<str>>,
+    /// Removed by a reload and not configured again.
+    retired: Vec<Box<str>>,
+}
+
+impl ProviderGate {
+    pub fn allows(&self, provider: &str) -> bool {
+        !self.retired.iter().any(|r| &**r == provider)
+            && (self.configured.is_empty() || self.configured.iter().any(|c| &**c == provider))
+    }
 }
 
 impl Verifier {
@@ -177,7 +199,39 @@ impl Verifier {
             cutoffs,
             verified,
             max_token_bytes: cfg.max_token_bytes,
+            providers: ArcSwap::from_pointee(ProviderGate::default()),
         }
+    }
+
+    /// The providers of the configuration being served (at start and on every reload): tokens
+    /// and refresh families of one that was configured before and is not now are refused.
+    /// `known`: providers known to have had users here (the store's), retired too unless
+    /// configured; only needed when `ids` is empty, since otherwise whatever is not configured
+    /// is refused anyway.
+    pub fn set_providers(&self, ids: &[&str], known: &[String]) {
+        let old = self.providers.load();
+        let configured: Vec<Box<str>> = ids.iter().map(|&id| id.into()).collect();
+        let mut retired: Vec<Box<str>> = old
+            .configured
+            .iter()
+            .chain(old.retired.iter())
+            .filter(|p| !configured.contains(p))
+            .cloned()
+            .collect();
+        for k in known {
+            if !configured.iter().any(|c| **c == **k) && !retired.iter().any(|r| **r == **k) {
+                retired.push(k.as_str().into());
+            }
+        }
+        self.providers.store(Arc::new(ProviderGate {
+            configured,
+            retired,
+        }));
+    }
+
+    /// Whether sessions of `provider`'s logins are still good here.
+    pub fn provider_allowed(&self, provider: &str) -> bool {
+        self.providers.load().allows(provider)
     }
 
     /// Extracts the bearer token from all `Authorization` header values of a request.
@@ -284,6 +338,11 @@ impl Verifier {
         if let Some(user) = claims.user_id {
             if self.cutoffs.cuts_off(user, claims.iat) {
                 return Err(TokenError::CutOff(user));
+            }
+        }
+        if let Some(provider) = &claims.provider {
+            if !self.provider_allowed(provider) {
+                return Err(TokenError::ProviderGone(provider.clone()));
             }
         }
         Ok(claims)

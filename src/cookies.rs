@@ -60,15 +60,25 @@ pub fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> String
     )
 }
 
-/// The value of the first cookie called `name` in any `Cookie` header, with optional whitespace
-/// around it removed. A value that is not UTF-8 cannot be one of ours and reads as absent.
+/// The value of the cookie called `name` in the `Cookie` headers, with optional whitespace
+/// around it removed; absent when there is none, or when there are several with different
+/// values. Browsers send every cookie whose domain and path match, so two values for one of our
+/// names mean another site planted one (a sibling subdomain "tossing" a cookie for a path,
+/// where the `__Host-` prefix cannot be used): picking either could log the victim in as the
+/// attacker, so neither is a credential. A value that is not UTF-8 cannot be one of ours and
+/// reads as absent.
 pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers
+    let mut values = headers
         .get_all(http::header::COOKIE)
         .iter()
         .flat_map(|v| pairs(v.as_bytes()))
-        .find(|(k, _)| *k == name.as_bytes())
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .filter(|(k, _)| *k == name.as_bytes())
+        .map(|(_, v)| v);
+    let first = values.next()?;
+    if values.any(|other| other != first) {
+        return None;
+    }
+    std::str::from_utf8(first).ok()
 }
 
 /// `name=value` pairs of one header value, each trimmed of spaces and tabs; pieces without `=`
@@ -137,6 +147,18 @@ mod tests {
         assert_eq!(cookie(&h, "nick"), Some("라이언"));
         assert_eq!(cookie(&h, "missing"), None);
         assert_eq!(cookie(&headers(&[b"x=1;;;=; y"]), "x"), Some("1"));
+    }
+
+    #[test]
+    fn a_cookie_with_two_different_values_is_no_cookie_at_all() {
+        // A sibling subdomain planted its own session for a path: the browser sends both.
+        let tossed = headers(&[b"authgate_access=attackers; authgate_access=victims"]);
+        assert_eq!(cookie(&tossed, "authgate_access"), None);
+        let split = headers(&[b"authgate_refresh=a", b"x=1; authgate_refresh=b"]);
+        assert_eq!(cookie(&split, "authgate_refresh"), None);
+        // The same value twice is still that value.
+        let twice = headers(&[b"authgate_state=s; authgate_state= s"]);
+        assert_eq!(cookie(&twice, "authgate_state"), Some("s"));
     }
 
     #[test]

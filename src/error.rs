@@ -57,6 +57,9 @@ pub enum GatewayError {
     Store(#[from] StoreError),
     #[error("rate limit ({}) exceeded", .0.scope.label())]
     RateLimited(crate::limits::Exceeded),
+    /// This address has `server.h2_streams_per_ip` HTTP/2 streams open already.
+    #[error("too many open HTTP/2 streams from this address")]
+    TooManyStreams,
 }
 
 impl From<crate::limits::Exceeded> for GatewayError {
@@ -180,6 +183,11 @@ impl GatewayError {
                 "RATE_LIMIT_EXCEEDED",
                 "Too many requests; retry after the time in Retry-After.",
             ),
+            GatewayError::TooManyStreams => (
+                429,
+                "TOO_MANY_STREAMS",
+                "Too many open requests from this address; retry when some have finished.",
+            ),
         };
         let www_authenticate = match self {
             GatewayError::Token(TokenError::Missing) => Some("Bearer realm=\"authgate\""),
@@ -206,6 +214,9 @@ impl GatewayError {
             if !allow.is_empty() {
                 h.push(("allow", allow.clone()));
             }
+        }
+        if let GatewayError::TooManyStreams = self {
+            h.push(("retry-after", "1".to_string()));
         }
         if let GatewayError::RateLimited(e) = self {
             h.push(("retry-after", e.retry_after_secs.to_string()));

@@ -20,7 +20,8 @@
 //! proxy/         impl ProxyHttp: the request pipeline; the only module that touches Session:
 //!                mod.rs (the hooks in order), admit.rs (steps 1-3, CSRF, login redirect), reply.rs (our own answers),
 //!                forward_auth.rs (the same decision for nginx auth_request, Traefik, Envoy),
-//!                live.rs (everything a reload swaps: routes, upstreams, limits, API; taken once per request)
+//!                live.rs (everything a reload swaps: routes, upstreams, limits, API; taken once per request),
+//!                cache.rs (Cache-Control private and Vary for personal answers)
 //! routes/        mod.rs (request-target and Host checks), table.rs (host/prefix/method routing, prefix index); pure
 //! identity.rs    which headers are stripped and injected, X-Forwarded-*, client IP, request ids; pure
 //! cookies.rs     the Cookie header as bytes: our cookies read and removed whatever else it holds; pure

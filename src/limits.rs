@@ -327,6 +327,57 @@ impl Limits {
     }
 }
 
+/// Things held at once per client address: HTTP/2 streams open over all its connections (the
+/// per-address connection cap would otherwise bound memory a hundred times less tightly over
+/// HTTP/2), TLS handshakes under way. Callers leave trusted proxies out.
+pub struct PerAddress {
+    per_ip: dashmap::DashMap<IpAddr, u32, ahash::RandomState>,
+    max: u32,
+}
+
+/// One place; given back when dropped.
+pub struct Place {
+    streams: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    pub fn new(max: u32) -> Arc<PerAddress> {
+        Arc::new(PerAddress {
+            per_ip: dashmap::DashMap::with_hasher(ahash::RandomState::new()),
+            max,
+        })
+    }
+
+    /// A place for one more from `key` (an `identity::rate_key`), or `None` when the address
+    /// holds `max`.
+    pub fn acquire(self: &Arc<Self>, key: IpAddr) -> Option<Place> {
+        let mut n = self.per_ip.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Place {
+            streams: self.clone(),
+            ip: key,
+        })
+    }
+
+    pub fn open(&self, key: IpAddr) -> u32 {
+        self.per_ip.get(&key).map_or(0, |n| *n)
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        // Removed at zero so the map only holds addresses with open streams.
+        self.streams.per_ip.remove_if_mut(&self.ip, |_, n| {
+            *n -= 1;
+            *n == 0
+        });
+    }
+}
+
 /// How often [`Limits::prune`] should run.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
@@ -349,6 +400,9 @@ mod tests {
             on_unauthenticated: OnUnauthenticated::Status401,
             rate_limit,
             assertion: None,
+            shared_cache: false,
+            body_on_delete: false,
+            body_on_options: false,
         }
     }
 
@@ -379,6 +433,23 @@ mod tests {
                 burst: 2,
             },
         }
+    }
+
+    #[test]
+    fn places_are_counted_per_address_and_given_back() {
+        let streams = PerAddress::new(2);
+        let a: IpAddr = "198.51.100.1".parse().unwrap();
+        let b: IpAddr = "198.51.100.2".parse().unwrap();
+        let one = streams.acquire(a).unwrap();
+        let _two = streams.acquire(a).unwrap();
+        assert!(streams.acquire(a).is_none(), "the third from one address");
+        assert!(streams.acquire(b).is_some(), "another address");
+        drop(one);
+        assert_eq!(streams.open(a), 1);
+        let _three = streams.acquire(a).unwrap();
+        drop(_three);
+        drop(_two);
+        assert_eq!(streams.per_ip.len(), 0, "addresses without streams are forgotten");
     }
 
     #[test]

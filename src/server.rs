@@ -86,6 +86,9 @@ pub struct Source {
     pub text: String,
 }
 
+/// Bytes an HTTP/2 stream may have queued for the client beyond what its window takes.
+const H2_SEND_BUFFER: usize = 64 * 1024;
+
 /// Runs the gateway until SIGTERM (graceful, drains for `grace_period_seconds`) or SIGINT;
 /// `SIGHUP` reloads the configuration (`reload.rs`).
 pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> anyhow::Result<()> {
@@ -244,6 +247,8 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
         app: app.handle().clone(),
         trusted_proxies: config.server.trusted_proxies.clone(),
         metrics: metrics.clone(),
+        h2_streams: crate::limits::PerAddress::new(config.server.h2_streams_per_ip),
+        h2_stall: Duration::from_millis(config.server.h2_stall_timeout_ms),
     };
     // Pingora's HTTP application behind our connection rules (`connections/`): caps, the
     // request-head and keep-alive timeouts, framing checks.
@@ -258,12 +263,25 @@ pub fn run(config: Config, source: Source, app: &tokio::runtime::Runtime) -> any
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
     let mut options = HttpServerOptions::default();
     options.h2_idle_timeout = Some(rules.keepalive_timeout);
+    // HTTP/2's memory per connection: fewer concurrent streams than Pingora's 100, and a small
+    // send buffer per stream. Pingora's own header-list limit (64 KiB) is kept.
+    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+    h2.max_concurrent_streams(config.server.h2_max_concurrent_streams)
+        .max_send_buffer_size(H2_SEND_BUFFER);
+    proxy.h2_options = Some(h2);
     proxy.server_options = Some(options);
     let tls = match (&certs, config.server.tls_listen) {
         (Some(certs), Some(at)) => Some(TlsSide {
             port: at.port(),
-            acceptor: Acceptor::from_server_config(certs.server_config()),
-            served: crate::tls::listener::RecordServed(certs.clone()),
+            acceptor: Arc::new(Acceptor::from_server_config(certs.server_config())),
+            served: Arc::new(crate::tls::listener::RecordServed(certs.clone())),
+            handshakes: crate::connections::Handshakes::new(
+                config.server.tls_handshakes_per_ip,
+                config.server.tls_max_handshakes,
+                config.server.tls_handshake_threads,
+                config.server.trusted_proxies.clone(),
+            )
+            .context("starting the TLS handshake threads")?,
         }),
         _ => None,
     };

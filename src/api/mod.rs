@@ -496,7 +496,9 @@ impl AuthApi {
         Subject {
             user_id: user.id,
             username: user.username.clone(),
-            email: user.email.clone(),
+            // The plain-address rule again: a user stored before it (or by another instance's
+            // older version) keeps nothing else through every refresh.
+            email: crate::providers::clean_email(user.email.clone()),
             nickname: Some(user.nickname.clone()).filter(|n| !n.is_empty()),
             provider: user.provider.clone(),
         }

@@ -140,6 +140,25 @@ pub fn deployment_warnings(c: &Config) -> Vec<String> {
             c.server.admin_listen
         ));
     }
+    // Without our own TLS listener or a trusted proxy to say so, no request is ever https here:
+    // the session cookies go out unprefixed and without `Secure`, so a sibling subdomain can
+    // plant its own (cookie tossing). The usual cause: TLS ends at a load balancer that is not
+    // in trusted_proxies.
+    if c.server.tls_listen.is_none() && c.server.trusted_proxies.is_empty() {
+        if let Some(p) = c
+            .providers
+            .iter()
+            .find(|p| p.redirect_uri().starts_with("https://"))
+        {
+            w.push(format!(
+                "providers \"{}\": redirect_uri {} is https, but authgate can never see https (no server.tls_listen, no server.trusted_proxies): \
+                 the session cookies lose their __Host- prefix and Secure flag; if TLS ends at a load balancer, add its address to \
+                 server.trusted_proxies so its X-Forwarded-Proto is believed",
+                p.id(),
+                p.redirect_uri()
+            ));
+        }
+    }
     for p in &c.providers {
         if let ProviderConfig::Oidc(o) = p {
             if is_kakao_issuer(&o.issuer, &c.providers) {

@@ -101,6 +101,14 @@ impl ProviderConfig {
         }
     }
 
+    pub fn redirect_uri(&self) -> &str {
+        match self {
+            ProviderConfig::Kakao(c) => &c.redirect_uri,
+            ProviderConfig::Oidc(c) => &c.redirect_uri,
+            ProviderConfig::Naver(c) => &c.redirect_uri,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             ProviderConfig::Kakao(_) => "kakao",

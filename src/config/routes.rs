@@ -24,6 +24,11 @@ pub struct UpstreamConfig {
     pub tls: Option<UpstreamTls>,
     /// Offer HTTP/2 by ALPN (with `tls`); HTTP/1.1 when the upstream does not take it.
     pub h2: bool,
+    /// Keep an HTTP/1.1 connection for the next request after one that carried content. Off
+    /// by default: an upstream that never reads a request's body (Python's http.server for
+    /// most methods, a handler that ignores it) would take that body as the next request,
+    /// with headers the gateway never checked.
+    pub reuse_after_body: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +62,13 @@ pub struct RouteConfig {
     pub rate_limit: Option<Limit>,
     /// Overrides `identity.assertion` for this route.
     pub assertion: Option<bool>,
+    /// Answers to authenticated requests keep the upstream's `Cache-Control` (deliberately
+    /// cacheable by shared caches) instead of being made `private`.
+    pub shared_cache: bool,
+    /// `DELETE` and `OPTIONS` requests with content are forwarded on this route (upper case);
+    /// elsewhere they are refused, since an upstream that does not read their body would take
+    /// it as another request.
+    pub allow_body_on: Vec<String>,
 }
 
 pub(super) fn read_upstream(s: &Sec<'_>, base: &Path, p: &mut Vec<Problem>) -> UpstreamConfig {
@@ -75,6 +87,7 @@ pub(super) fn read_upstream(s: &Sec<'_>, base: &Path, p: &mut Vec<Problem>) -> U
             "client_key_file",
             "verify",
             "h2",
+            "reuse_after_body",
         ],
         p,
     );
@@ -140,6 +153,7 @@ pub(super) fn read_upstream(s: &Sec<'_>, base: &Path, p: &mut Vec<Problem>) -> U
             }
             h2
         },
+        reuse_after_body: s.bool("reuse_after_body", false, p),
         tls,
     }
 }
@@ -181,6 +195,8 @@ impl RouteConfig {
             on_unauthenticated: OnUnauthenticated::Status401,
             rate_limit: None,
             assertion: None,
+            shared_cache: false,
+            allow_body_on: Vec::new(),
         }
     }
 }
@@ -198,6 +214,8 @@ pub(super) fn read_route(s: &Sec<'_>, p: &mut Vec<Problem>) -> RouteConfig {
             "on_unauthenticated",
             "rate_limit",
             "assertion",
+            "shared_cache",
+            "allow_body_on",
         ],
         p,
     );
@@ -280,6 +298,24 @@ pub(super) fn read_route(s: &Sec<'_>, p: &mut Vec<Problem>) -> RouteConfig {
             .t
             .contains_key("assertion")
             .then(|| s.bool("assertion", false, p)),
+        shared_cache: s.bool("shared_cache", false, p),
+        allow_body_on: s
+            .strings("allow_body_on", &[], p)
+            .into_iter()
+            .filter_map(|m| {
+                let upper = m.to_ascii_uppercase();
+                if matches!(upper.as_str(), "DELETE" | "OPTIONS") {
+                    Some(upper)
+                } else {
+                    p.push(s.problem(
+                        "allow_body_on",
+                        format!("{m:?}"),
+                        "only \"DELETE\" and \"OPTIONS\": GET, HEAD and TRACE never carry content, other methods always may",
+                    ));
+                    None
+                }
+            })
+            .collect(),
     }
 }
 

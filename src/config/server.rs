@@ -35,6 +35,20 @@ pub struct ServerConfig {
     pub tls_listen: Option<SocketAddr>,
     /// Its certificates (`[server.tls]`); set exactly when `tls_listen` is.
     pub tls: Option<super::TlsConfig>,
+    /// New TLS connections per client address (IPv6 per /64), checked before the handshake;
+    /// trusted proxies are not limited.
+    pub tls_handshakes_per_ip: super::Limit,
+    /// TLS handshakes under way at once, all addresses together.
+    pub tls_max_handshakes: usize,
+    /// Threads the TLS handshakes run on, apart from the proxy's workers.
+    pub tls_handshake_threads: usize,
+    /// HTTP/2 streams open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 streams open at once from one client address, over all its connections.
+    pub h2_streams_per_ip: u32,
+    /// How long each write of an HTTP/2 answer may wait for the client to accept more (a window
+    /// it never opens, or stops updating); then the stream is reset.
+    pub h2_stall_timeout_ms: u64,
 }
 
 pub(super) fn read_server(
@@ -56,6 +70,13 @@ pub(super) fn read_server(
             "watch_config",
             "tls_listen",
             "tls",
+            "tls_handshakes_per_ip_per_minute",
+            "tls_handshakes_per_ip_burst",
+            "tls_max_handshakes",
+            "tls_handshake_threads",
+            "h2_max_concurrent_streams",
+            "h2_streams_per_ip",
+            "h2_stall_timeout_ms",
         ],
         p,
     );
@@ -125,6 +146,18 @@ pub(super) fn read_server(
         watch_config: s.bool("watch_config", false, p),
         tls: tls.filter(|_| tls_listen.is_some()),
         tls_listen,
+        // Sized like the session budget, for carrier NAT: thousands of phones behind one
+        // address open connections too. One address alone then forces at most 50 handshakes a
+        // second (an RSA-2048 signature each), not thousands.
+        tls_handshakes_per_ip: super::Limit {
+            per_minute: s.int("tls_handshakes_per_ip_per_minute", 3000, 0, 1_000_000, p) as u32,
+            burst: s.int("tls_handshakes_per_ip_burst", 600, 1, 1_000_000, p) as u32,
+        },
+        tls_max_handshakes: s.int("tls_max_handshakes", 256, 1, 100_000, p) as usize,
+        tls_handshake_threads: s.int("tls_handshake_threads", 1, 1, 64, p) as usize,
+        h2_max_concurrent_streams: s.int("h2_max_concurrent_streams", 32, 1, 1000, p) as u32,
+        h2_streams_per_ip: s.int("h2_streams_per_ip", 256, 1, 1_000_000, p) as u32,
+        h2_stall_timeout_ms: s.int("h2_stall_timeout_ms", 10_000, 100, 600_000, p),
     }
 }
 

@@ -141,6 +141,10 @@ struct HeadScan {
     pos: usize,
     seen_request_line: bool,
     http_1_0: bool,
+    /// `GET`, `HEAD` or `TRACE`: a request that must carry no content.
+    bodiless: bool,
+    /// A `Content-Length` other than 0.
+    content: bool,
     lines: usize,
     hosts: u8,
     lengths: u8,
@@ -159,13 +163,25 @@ impl HeadScan {
             if !self.seen_request_line {
                 self.seen_request_line = true;
                 self.http_1_0 = line.ends_with(b" HTTP/1.0");
+                // Methods whose content has no meaning (RFC 9110 §9.3): GET, HEAD, and
+                // TRACE, which must carry none. (DELETE and OPTIONS are judged per route.)
+                // Any case: an upstream that folds method names reads `get` as GET.
+                let method = line.split(|&b| b == b' ').next().unwrap_or(line);
+                self.bodiless = [b"GET".as_slice(), b"HEAD", b"TRACE"]
+                    .iter()
+                    .any(|m| method.eq_ignore_ascii_case(m));
                 continue;
             }
             if line.is_empty() {
                 let framing = self.hosts <= 1
                     && self.lengths <= 1
                     && self.codings <= 1
-                    && (self.codings == 0 || (self.lengths == 0 && !self.http_1_0));
+                    && (self.codings == 0 || (self.lengths == 0 && !self.http_1_0))
+                    // Content on GET or HEAD (RFC 9110 §9.3.1 lets a server refuse it): an
+                    // upstream that never reads such a body (Python's http.server, other "CL.0"
+                    // servers) would take it as the next request on a pooled connection, one
+                    // we never saw.
+                    && !(self.bodiless && (self.content || self.codings > 0));
                 return framing.then_some(Some(self.pos)).ok_or(Refusal::Malformed);
             }
             self.lines += 1;
@@ -201,6 +217,7 @@ impl HeadScan {
             {
                 return Err(Refusal::Malformed);
             }
+            self.content = value.iter().any(|&d| d != b'0');
         } else if named(b"transfer-encoding") {
             self.codings = self.codings.saturating_add(1);
             if underscore(17) || !line[18..].trim_ascii().eq_ignore_ascii_case(b"chunked") {
@@ -217,7 +234,7 @@ mod tests {
 
     #[test]
     fn heads_end_at_the_first_blank_line_however_they_arrive() {
-        let head = b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody";
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody";
         let end = head.len() - 4;
         assert_eq!(HeadScan::default().feed(head), Ok(Some(end)));
         for split in 0..head.len() {
@@ -250,6 +267,10 @@ mod tests {
             check("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n"),
             Ok(())
         );
+        // An empty body said so is no body.
+        assert_eq!(check("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), Ok(()));
+        assert_eq!(check("HEAD / HTTP/1.1\r\nContent-Length: 00\r\n\r\n"), Ok(()));
+        assert_eq!(check("OPTIONS / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"), Ok(()));
         // Not HTTP at all: left to Pingora's parser (a bare 400).
         assert_eq!(check("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"), Ok(()));
         for bad in [
@@ -273,6 +294,15 @@ mod tests {
             "POST /a\x01b HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
             "GET /a b HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             "POST /a b HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            // Content on a method that carries none.
+            "GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent-Length: 010\r\n\r\n",
+            "HEAD / HTTP/1.1\r\nContent-Length: 1\r\n\r\n",
+            "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HEAD / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
+            "TRACE / HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+            "get / HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+            "Head / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
         ] {
             assert_eq!(check(bad), Err(Refusal::Malformed), "{bad:?}");
         }

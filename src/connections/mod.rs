@@ -48,7 +48,7 @@ mod tls;
 
 pub use head::MAX_HEAD;
 use head::{read_head, IdleTimer, Wait};
-pub use tls::TlsSide;
+pub use tls::{Handshakes, TlsSide};
 
 /// The `[server]` settings this module enforces.
 #[derive(Debug, Clone)]
@@ -261,7 +261,7 @@ where
         let _open = OnDrop(|| self.metrics.open_connections.dec());
         if let Some(tls) = tls {
             let deadline = accepted + self.rules.header_timeout;
-            stream = tls.handshake(stream, deadline, &self.metrics).await?;
+            stream = tls.handshake(stream, peer, deadline, &self.metrics).await?;
             // HTTP/2 is Pingora's own: the h2 library reads the frames (no text head to scan,
             // and the framing smuggling is made of does not exist there), each stream goes
             // through the same proxy pipeline, and an idle connection ends after

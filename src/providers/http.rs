@@ -116,7 +116,95 @@ pub fn clean_picture(url: Option<String>) -> Option<String> {
     url.filter(|u| u.len() <= 2048 && (u.starts_with("https://") || u.starts_with("http://")))
 }
 
-/// An email worth keeping once the provider vouches for it.
+/// An email worth keeping once the provider vouches for it: one plain address
+/// ([`is_plain_address`]), or none. A provider that calls `victim@corp.test, attacker@evil.test`
+/// verified must not have it forwarded as `X-User-Email`: many parsers read the first address.
 pub fn clean_email(email: Option<String>) -> Option<String> {
-    email.filter(|e| e.len() <= 254 && e.contains('@') && !e.chars().any(char::is_control))
+    email.filter(|e| is_plain_address(e))
+}
+
+/// One `local@domain` address and nothing else, in ASCII: a dot-atom local part (letters,
+/// digits and `!#$%&'*+-/^_`{|}~`, dots inside; no `=` or `?`, so no MIME encoded word a
+/// decoder could turn into a list), a domain of two or more dot-separated labels (letters,
+/// digits, inner hyphens), at most 64 and 254 bytes. No spaces, commas, angle brackets, quotes,
+/// comments, IP literals, a second `@`, nor any character outside ASCII (some truncate U+0140 to
+/// `@`): nothing a header or address parser could read as more than one address, or as another
+/// one. Internationalised addresses are left out. The authorization rules' `email:` and
+/// `email_domain:` selectors use the same rule.
+pub fn is_plain_address(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/^_`{|}~".contains(c);
+    let dot_atom = |s: &str| {
+        !s.is_empty() && s.split('.').all(|part| !part.is_empty() && part.chars().all(atext))
+    };
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    email.len() <= 254
+        && local.len() <= 64
+        && dot_atom(local)
+        && domain.len() <= 253
+        && domain.split('.').count() >= 2
+        && domain.split('.').all(label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_plain_address_is_an_email() {
+        for ok in [
+            "ryan@kakao.test",
+            "first.last+tag@mail.example.co.kr",
+            "o'brien@example.ie",
+            "a_b-c@x-y.example",
+            "user@xn--hxajbheg2az3al.xn--jxalpdlp",
+        ] {
+            assert!(is_plain_address(ok), "{ok}");
+        }
+        for bad in [
+            "victim@corp.test, attacker@evil.test",
+            "victim@corp.test,attacker@evil.test",
+            "Victim <victim@corp.test>",
+            "<victim@corp.test>",
+            "\"victim@corp.test\"@evil.test",
+            "\"a b\"@example.com",
+            "victim@corp.test (attacker@evil.test)",
+            "a@b@c.test",
+            "라이언@카카오.한국",
+            "=?utf-8?q?victim=40corp.test=2C?=@evil.test",
+            "victim\u{140}corp.test\u{12c}x@evil.test",
+            "victim\u{ff20}corp.test",
+            "victim@corp.test;attacker@evil.test",
+            "victim @corp.test",
+            "victim@corp.test\r\nX-User-Id: 1",
+            ".a@b.test",
+            "a.@b.test",
+            "a..b@c.test",
+            "a@localhost",
+            "a@[127.0.0.1]",
+            "a@-b.test",
+            "a@b-.test",
+            "a@b..test",
+            "@b.test",
+            "a@",
+            "",
+            "plain",
+        ] {
+            assert!(!is_plain_address(bad), "{bad:?}");
+        }
+        assert!(!is_plain_address(&format!("{}@b.test", "a".repeat(65))));
+        assert!(!is_plain_address(&format!("a@{}.test", "b".repeat(64))));
+        assert_eq!(
+            clean_email(Some("victim@corp.test, attacker@evil.test".into())),
+            None
+        );
+    }
 }

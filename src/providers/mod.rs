@@ -26,6 +26,8 @@ pub mod naver;
 pub mod oidc;
 pub mod set;
 
+pub use http::{clean_email, is_plain_address};
+
 use crate::config::ProviderConfig;
 use crate::store::ProviderUser;
 

@@ -75,6 +75,19 @@ impl Gateway {
             // HTTP/2: the connection layer's head scan (`connections::head`) never sees these
             // requests, so what it refuses in an HTTP/1.1 head is refused here.
             check_h2_fields(&req.headers)?;
+            // Content on GET or HEAD: a HEADERS frame without END_STREAM, or a non-zero
+            // content-length. An HTTP/1.1 upstream would get it framed, and one that never reads
+            // such a body would take it as the next request.
+            let m = req.method.as_str();
+            if ["GET", "HEAD", "TRACE"]
+                .iter()
+                .any(|b| m.eq_ignore_ascii_case(b))
+                && session.as_http2().is_some_and(|h2| !h2.is_body_empty())
+            {
+                return Err(GatewayError::BadRequest(
+                    "content on a GET or HEAD request".into(),
+                ));
+            }
         }
         let path = check_target(req.raw_path())?;
         let authority = request_authority(req)?;
@@ -104,7 +117,27 @@ impl Gateway {
             authority,
             headers: &req.headers,
         };
+        let method = original.method.clone();
         self.decide(&original, ctx, key, live).await?;
+        // Content on DELETE or OPTIONS only where the route says so: an upstream that does not
+        // read such a body would run it as another request, with headers we never checked.
+        if let Some(route) = ctx.route.map(|i| &live.router.routes()[i]) {
+            // Any case: an upstream that folds method names reads `delete` as DELETE.
+            let m = method.as_str();
+            let allowed = if m.eq_ignore_ascii_case("DELETE") {
+                route.body_on_delete
+            } else if m.eq_ignore_ascii_case("OPTIONS") {
+                route.body_on_options
+            } else {
+                true
+            };
+            if !allowed && super::carries_content(session) {
+                return Err(GatewayError::BadRequest(format!(
+                    "content on {method} is not forwarded on route {:?} (routes[].allow_body_on)",
+                    route.name
+                )));
+            }
+        }
         Ok(Step::Proxy)
     }
 

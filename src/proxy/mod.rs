@@ -8,7 +8,7 @@
 //!  upstream_request_filter ─ 4 strip forgeable headers, inject X-User-*, X-Request-Id, X-Forwarded-*
 //!  fail_to_connect ── retry idempotent requests on another backend
 //!  fail_to_proxy ──── 502 / 504 as JSON, never naming a backend
-//!  response_filter ── echo X-Request-Id
+//!  response_filter ── echo X-Request-Id; personal answers private (cache.rs); HTTP/2 stall deadline
 //! ```
 //! Every answer the gateway writes itself goes through `reply::write_json`: JSON,
 //! `Content-Length`, `Cache-Control: no-store`.
@@ -20,6 +20,7 @@
 //! | `forward_auth.rs` | the same decision for a request an edge proxy describes (nginx, Traefik, Envoy) |
 //! | `live.rs` | the configuration a request is served under, swapped whole on a reload |
 //! | `reply.rs` | the gateway's own answers, log-safe values, cookie stripping, host, error mapping |
+//! | `cache.rs` | what shared caches may keep of a forwarded answer (`private`, `Vary`) |
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -45,6 +46,7 @@ use crate::routes::{canonical_host, check_host, check_target, Miss, TargetError}
 use crate::tokens::jwt::{AccessClaims, TokenError, Verifier};
 
 mod admit;
+mod cache;
 mod forward_auth;
 mod live;
 mod reply;
@@ -65,16 +67,23 @@ pub struct Gateway {
     /// `server.trusted_proxies` (a restart changes it: the connection caps read it too).
     pub trusted_proxies: Vec<IpNet>,
     pub metrics: Arc<Metrics>,
+    /// HTTP/2 streams open per client address (`server.h2_streams_per_ip`).
+    pub h2_streams: Arc<crate::limits::PerAddress>,
+    /// How long an HTTP/2 answer may wait for its first bytes to be accepted
+    /// (`server.h2_stall_timeout_ms`).
+    pub h2_stall: std::time::Duration,
 }
 
 impl Gateway {
     /// `authgate_rate_limited_total` and `authgate_auth_failures_total` for a refusal.
     fn count_refusal(&self, err: &GatewayError) {
-        if let GatewayError::Misdirected = err {
-            self.metrics
-                .client_errors
-                .with_label_values(&["misdirected"])
-                .inc();
+        let kind = match err {
+            GatewayError::Misdirected => Some("misdirected"),
+            GatewayError::TooManyStreams => Some("h2_streams_per_ip"),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            self.metrics.client_errors.with_label_values(&[kind]).inc();
         }
         if let GatewayError::RateLimited(exceeded) = err {
             self.metrics
@@ -190,6 +199,13 @@ impl Gateway {
         if let Some(id) = &ctx.request_id {
             h.append(X_REQUEST_ID.clone(), id.clone());
         }
+        if ctx.close_upstream {
+            // Pingora then gives the connection back to no pool.
+            h.insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         strip_session_cookies(h);
         if let Some(xff) = ctx.forwarded_for.clone() {
             h.append(X_FORWARDED_FOR.clone(), xff);
@@ -275,6 +291,11 @@ pub struct RequestCtx {
     is_api: bool,
     /// Forward-auth: the method and target the edge described (for the login redirect).
     described: Option<(http::Method, Vec<u8>)>,
+    /// The request carries content and its upstream connection must not be reused.
+    close_upstream: bool,
+    /// Over HTTP/2: this stream's place among its address's open streams.
+    h2: bool,
+    h2_stream: Option<crate::limits::Place>,
 }
 
 impl RequestCtx {
@@ -288,6 +309,18 @@ impl RequestCtx {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     }
+}
+
+/// Whether the client's request has content: a non-zero `Content-Length` or a
+/// `Transfer-Encoding` over HTTP/1.1, DATA frames over HTTP/2.
+fn carries_content(session: &Session) -> bool {
+    if let Some(h2) = session.as_http2() {
+        return !h2.is_body_empty();
+    }
+    let h = &session.req_header().headers;
+    h.contains_key(http::header::TRANSFER_ENCODING)
+        || h.get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes().iter().any(|&d| d != b'0'))
 }
 
 /// Edits a request head as a plain `http::HeaderMap`, always putting it back: through Pingora's
@@ -379,6 +412,22 @@ impl ProxyHttp for Gateway {
                     .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
                     .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"https"));
         let key = identity::rate_key(client_ip);
+        // HTTP/2: streams open at once from the peer's address, over all its connections.
+        if session.as_http2().is_some() {
+            ctx.h2 = true;
+            if let (Some(peer), false) = (ctx.peer, ctx.peer_trusted) {
+                match self.h2_streams.acquire(identity::rate_key(peer)) {
+                    Some(permit) => ctx.h2_stream = Some(permit),
+                    None => {
+                        let err = GatewayError::TooManyStreams;
+                        self.count_refusal(&err);
+                        tracing::debug!(request_id = %ctx.request_id(), error = %err, "refused");
+                        answer_error(session, ctx, &err).await?;
+                        return Ok(true);
+                    }
+                }
+            }
+        }
         let live = ctx.live();
         let admitted = self.admit(session, ctx, key, &live).await;
         // Limits: the auth endpoints per IP, each with its budget (`api::Budget`); a verified
@@ -482,12 +531,20 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         up: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let live = ctx.live.as_deref().expect("new_ctx sets it");
         let trusted = ctx.peer_trusted;
+        // A request that carries content ends its upstream connection: an upstream that never
+        // reads a body (Python's http.server for most methods, a handler that ignores it) would
+        // take the body as the next request on a pooled connection, with identity headers we
+        // never checked, or as the start of another user's. HTTP/2 upstreams frame every body.
+        ctx.close_upstream = ctx.route.is_some_and(|r| {
+            let u = &live.upstreams[live.router.routes()[r].upstream_index].config;
+            !u.reuse_after_body && !u.h2
+        }) && carries_content(session);
         // `X-Forwarded-Proto` is `https` only when a trusted proxy said so (`ctx.secure`).
         let proto = if ctx.secure { "https" } else { "http" };
         // The request goes upstream without the client's header-name case: edited as Pingora's
@@ -503,15 +560,31 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let (id, set_cookies) = (ctx.request_id.clone(), std::mem::take(&mut ctx.set_cookies));
+        let live = ctx.live.clone().expect("new_ctx sets it");
+        // What shared caches may keep (`cache.rs`): an authenticated answer is private unless
+        // its route says otherwise; an optional route's answers vary on the credentials.
+        let (private, vary) = match ctx.route.map(|i| &live.router.routes()[i]) {
+            Some(r) => (
+                ctx.claims.is_some() && !r.shared_cache,
+                r.auth == AuthMode::Optional,
+            ),
+            None => (false, false),
+        };
         edit_response(resp, |parts| {
             let h = &mut parts.headers;
             if let Some(id) = id {
                 h.insert(X_REQUEST_ID.clone(), id);
+            }
+            if private {
+                cache::make_private(h);
+            }
+            if vary {
+                cache::vary_on_credentials(h);
             }
             if set_cookies.is_empty() {
                 return;
@@ -539,7 +612,12 @@ impl ProxyHttp for Gateway {
                 http::HeaderValue::from_static("private, no-store"),
             );
         });
-        let live = ctx.live.as_deref().expect("new_ctx sets it");
+        // An HTTP/2 client that stops accepting an answer (a window it never opens, or stops
+        // updating) holds the answer's buffers: each write may wait only the stall deadline,
+        // not the usual minute. A client reading, however slowly, keeps its stream.
+        if ctx.h2 {
+            session.set_write_timeout(Some(self.h2_stall));
+        }
         if let (Some(started), Some(route)) = (ctx.upstream_started, ctx.route) {
             let upstream = live.router.routes()[route].upstream_index;
             live.durations.upstreams[upstream].observe(started.elapsed().as_secs_f64());

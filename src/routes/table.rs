@@ -31,6 +31,11 @@ pub struct Route {
     pub rate_limit: Option<Limit>,
     /// `assertion` of the route; `None` follows `identity.assertion`.
     pub assertion: Option<bool>,
+    /// `shared_cache` of the route (see `proxy::cache`).
+    pub shared_cache: bool,
+    /// Content on `DELETE` (`OPTIONS`) is forwarded on this route.
+    pub body_on_delete: bool,
+    pub body_on_options: bool,
 }
 
 /// Why no route takes a request.
@@ -99,6 +104,9 @@ impl Router {
                     on_unauthenticated: r.on_unauthenticated,
                     rate_limit: r.rate_limit,
                     assertion: r.assertion,
+                    shared_cache: r.shared_cache,
+                    body_on_delete: r.allow_body_on.iter().any(|m| m == "DELETE"),
+                    body_on_options: r.allow_body_on.iter().any(|m| m == "OPTIONS"),
                 }
             })
             .collect();

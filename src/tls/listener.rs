@@ -258,6 +258,13 @@ pub fn expiry_findings(cfg: &TlsConfig) -> (Vec<String>, Vec<String>) {
                 format_time(loaded.not_after)
             ));
         }
+        if loaded.key.key.algorithm() == rustls::SignatureAlgorithm::RSA {
+            soon.push(format!(
+                "server.tls: the {name} certificate ({file}) has an RSA key: every handshake costs an RSA signature \
+                 (about a millisecond of CPU here), which makes a handshake flood expensive; an ECDSA P-256 certificate \
+                 costs a fraction (e.g. certbot --key-type ecdsa)"
+            ));
+        }
     }
     (expired, soon)
 }

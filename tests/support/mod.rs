@@ -68,6 +68,16 @@ impl Seen {
     }
 }
 
+/// A [`Responder`]'s content type with more header lines after it (the upstream writes the
+/// content type as it is given): an answer with `Cache-Control`, `Vary` and the like.
+pub fn content_type_with(content_type: &str, headers: &[(&str, &str)]) -> &'static str {
+    let mut v = content_type.to_string();
+    for (k, value) in headers {
+        v.push_str(&format!("\r\n{k}: {value}"));
+    }
+    Box::leak(v.into_boxed_str())
+}
+
 /// What an upstream answers a request with: status, content type and body; `None` for the
 /// default JSON answer.
 pub type Responder = Arc<dyn Fn(&Seen) -> Option<(u16, &'static str, Vec<u8>)> + Send + Sync>;

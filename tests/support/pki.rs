@@ -101,7 +101,7 @@ impl Ca {
         path
     }
 
-    fn roots(&self) -> rustls::RootCertStore {
+    pub fn roots(&self) -> rustls::RootCertStore {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(CertificateDer::from_pem_slice(self.pem.as_bytes()).unwrap())
@@ -123,13 +123,26 @@ pub async fn try_connect(
     ca: &Ca,
     alpn: &[&[u8]],
 ) -> std::io::Result<TlsStream<TcpStream>> {
+    try_connect_from("127.0.0.1", addr, sni, ca, alpn).await
+}
+
+/// [`try_connect`] from a chosen loopback source address (127.0.0.2, ...): another client.
+pub async fn try_connect_from(
+    source: &str,
+    addr: SocketAddr,
+    sni: &str,
+    ca: &Ca,
+    alpn: &[&[u8]],
+) -> std::io::Result<TlsStream<TcpStream>> {
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(ca.roots())
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let tcp = TcpStream::connect(addr).await?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{source}:0").parse().unwrap())?;
+    let tcp = socket.connect(addr).await?;
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
         .await

@@ -56,7 +56,9 @@ COPY migrations ./migrations
 # Declared bench, example and test targets must exist for cargo to read the manifest.
 COPY benches ./benches
 COPY examples ./examples
-RUN cargo build --release --locked --bin authgate
+COPY tests ./tests
+# The lean build: without the `dev` feature, no fake provider, test key or demo is compiled in.
+RUN cargo build --release --locked --no-default-features --bin authgate
 
 FROM runtime-base
 COPY --from=builder /src/target/release/authgate /usr/local/bin/authgate

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authgate::providers::mock::{default_users, FakeKakao, FakeKakaoConfig};
+use authgate::dev::fake_kakao::{default_users, FakeKakao, FakeKakaoConfig};
 
 const REDIRECT: &str = "http://bench.test/api/auth/kakao/callback";
 

@@ -31,8 +31,9 @@
 //! tokens/        jwt/ (issue/verify; keys.rs: keys by kid), revocation.rs (sharded in-memory set), cutoff.rs (per-user cut-offs),
 //!                refresh.rs (opaque tokens), state.rs (signed state + PKCE), assertion.rs (signed identity for upstreams)
 //! providers/     one module per kind (kakao.rs, oidc.rs, naver.rs) turning a code into a verified user; id_token.rs
-//!                (id_token checks, JWKS cache), set.rs (Kakao's security event tokens), http.rs (shared client);
-//!                fakes: mock.rs + mock_webhooks.rs (Kakao), fake_oidc.rs, fake_naver.rs
+//!                (id_token checks, JWKS cache), set.rs (Kakao's security event tokens), http.rs (shared client)
+//! dev/           feature `dev` only: fake_kakao.rs + fake_kakao_webhooks.rs, fake_oidc.rs, fake_naver.rs, fakes.rs
+//!                (what they share), demo.rs (the `authgate dev` demo upstream)
 //! store/         users, refresh tokens, revocations, cut-offs over sqlx Any (SQLite default, PostgreSQL)
 //! upstreams.rs   one Pingora LoadBalancer per upstream group, health checks, peer timeouts and TLS
 //! limits.rs      governor limiters per client IP / user, with pruning
@@ -40,7 +41,6 @@
 //! admin_client.rs the CLI's side of the admin listener (reload, healthcheck): one reqwest request
 //! admin.rs       /healthz, /readyz, /metrics, and (with an admin token) POST /users/{id}/revoke and POST /reload
 //! localhttp.rs   tiny hyper servers on the application runtime (admin, demo, the fake providers)
-//! demo.rs        the `authgate dev` demo upstream that shows the headers it received
 //! ```
 //! Dependencies point one way: `main -> server -> {connections, admin -> reload, sync} -> proxy -> {api, lifecycle} ->
 //! {routes, identity, cookies, tokens, upstreams, limits, metrics, error} -> {providers, store} -> config -> tls`
@@ -55,7 +55,8 @@ pub mod api;
 pub mod config;
 pub mod connections;
 pub mod cookies;
-pub mod demo;
+#[cfg(feature = "dev")]
+pub mod dev;
 pub mod error;
 pub mod identity;
 pub mod lifecycle;

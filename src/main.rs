@@ -74,6 +74,7 @@ enum Command {
         timeout_ms: u64,
     },
     /// Start an offline demo: the gateway in front of a demo app, no configuration needed.
+    #[cfg(feature = "dev")]
     Dev {
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: String,
@@ -147,6 +148,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        #[cfg(feature = "dev")]
         Command::Dev {
             listen,
             admin_listen,
@@ -315,18 +317,19 @@ fn revoke(config: &Config, user: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "dev")]
 /// The offline demo: a random secret, SQLite in `./authgate-dev.db`, two identity providers (the
 /// fake Kakao and a fake OpenID Connect issuer) and the demo upstream on free loopback ports, and
 /// routes that show a login arriving at an app.
 fn dev(listen: &str, admin_listen: &str) -> anyhow::Result<()> {
-    use authgate::providers::fake_oidc::{
+    use authgate::dev::fake_oidc::{
         default_oidc_users, FakeOidc, FakeOidcConfig, SigningAlg,
     };
-    use authgate::providers::mock::{default_users, FakeKakao, FakeKakaoConfig};
+    use authgate::dev::fake_kakao::{default_users, FakeKakao, FakeKakaoConfig};
     let app = authgate::server::app_runtime()?;
     let demo = app.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let demo_addr = demo.local_addr()?;
-    app.spawn(authgate::demo::serve(demo));
+    app.spawn(authgate::dev::demo::serve(demo));
     let redirect_uri = format!("http://{listen}/api/auth/kakao/callback");
     let client_secret = format!("{:032x}", rand::random::<u128>());
     let fake = app.block_on(async {
@@ -393,7 +396,7 @@ redirect_uri = "{example_redirect}"
 name = "demo"
 addrs = ["{demo_addr}"]
 {routes}"#,
-        routes = authgate::demo::ROUTES
+        routes = authgate::dev::demo::ROUTES
     );
     // The demo's own values must not be overridden by a developer's seed .env.
     let config = Config::parse(&text, std::path::Path::new("."), &|_| None)

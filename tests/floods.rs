@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authgate::providers::fake_oidc::{
+use authgate::dev::fake_oidc::{
     default_oidc_users, FakeOidc, FakeOidcConfig, FakeOidcUser, SigningAlg,
 };
 use support::pki::*;

@@ -7,7 +7,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use authgate::providers::fake_oidc::{default_oidc_users, FakeOidc, FakeOidcConfig, SigningAlg};
+use authgate::dev::fake_oidc::{default_oidc_users, FakeOidc, FakeOidcConfig, SigningAlg};
 use serde_json::json;
 use support::pki::*;
 use support::*;

@@ -7,8 +7,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use authgate::providers::mock::FakeUser;
-use authgate::providers::mock_webhooks::EventFault;
+use authgate::dev::fake_kakao::FakeUser;
+use authgate::dev::fake_kakao_webhooks::EventFault;
 use support::*;
 
 const ADMIN_KEY: &str = "0123456789abcdef0123456789abcdef";

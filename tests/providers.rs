@@ -6,8 +6,8 @@ mod support;
 
 use std::net::SocketAddr;
 
-use authgate::providers::fake_naver::{default_naver_users, FakeNaver, FakeNaverConfig};
-use authgate::providers::fake_oidc::{
+use authgate::dev::fake_naver::{default_naver_users, FakeNaver, FakeNaverConfig};
+use authgate::dev::fake_oidc::{
     default_oidc_users, FakeOidc, FakeOidcConfig, FakeOidcUser, IdTokenFault, SigningAlg,
 };
 use serde_json::json;

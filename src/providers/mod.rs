@@ -10,18 +10,10 @@
 //! | `id_token.rs` | `id_token` verification and the JWKS cache (OIDC and Kakao's OIDC mode) |
 //! | `set.rs` | Kakao's account-status events (Security Event Tokens), verified |
 //! | `http.rs` | the HTTP client, capped bodies and timings they all use |
-//! | `mock.rs`, `fake_oidc.rs`, `fake_naver.rs` | faithful fakes for `authgate dev` and the tests |
-//! | `mock_webhooks.rs` | the fake Kakao's unlink and account-status webhooks |
-//! | `fakes.rs` | what the fakes share: serving, reading a request, the redirect back |
 
-pub mod fake_naver;
-pub mod fake_oidc;
-mod fakes;
 mod http;
 pub mod id_token;
 pub mod kakao;
-pub mod mock;
-pub mod mock_webhooks;
 pub mod naver;
 pub mod oidc;
 pub mod set;

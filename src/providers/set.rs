@@ -223,12 +223,12 @@ pub async fn verify(
     Ok(SecurityEvent { jti, events: out })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "dev"))]
 mod tests {
     use super::*;
-    use crate::providers::fake_oidc::{kid, signing, SigningAlg};
-    use crate::providers::mock::{default_users, FakeKakao, FakeKakaoConfig};
-    use crate::providers::mock_webhooks::{event_uri, EventFault};
+    use crate::dev::fake_oidc::{kid, signing, SigningAlg};
+    use crate::dev::fake_kakao::{default_users, FakeKakao, FakeKakaoConfig};
+    use crate::dev::fake_kakao_webhooks::{event_uri, EventFault};
     use serde_json::json;
 
     async fn fake() -> (FakeKakao, Jwks) {

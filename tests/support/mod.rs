@@ -604,7 +604,7 @@ pub fn bearer(token: &str) -> String {
 // Login against the fake Kakao
 
 #[allow(unused_imports)]
-pub use authgate::providers::mock::{default_users, FakeKakao, FakeKakaoConfig, Fault};
+pub use authgate::dev::fake_kakao::{default_users, FakeKakao, FakeKakaoConfig, Fault};
 
 pub const CLIENT_ID: &str = "test-client-id";
 pub const CLIENT_SECRET: &str = "test-client-secret";
@@ -855,13 +855,13 @@ pub async fn raw_keepalive(addr: SocketAddr, request: &[u8]) -> (RawResponse, bo
     (response, closed)
 }
 
-/// The `authgate dev` routes (`authgate::demo::ROUTES`: `/` optional, `/app` required with
+/// The `authgate dev` routes (`authgate::dev::demo::ROUTES`: `/` optional, `/app` required with
 /// redirect, `/api` required) in front of `up`; `extra` goes after `[jwt]`.
 pub fn dev_routes(up: &Upstream, extra: &str) -> String {
     format!(
         "[jwt]\nsecret = \"{{secret}}\"\n{extra}\n[[upstreams]]\nname = \"demo\"\naddrs = [\"{}\"]\n{}",
         up.addr,
-        authgate::demo::ROUTES
+        authgate::dev::demo::ROUTES
     )
 }
 

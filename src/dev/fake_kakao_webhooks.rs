@@ -1,4 +1,4 @@
-//! The fake Kakao's webhooks, sent as Kakao sends them (`providers.md`): the unlink webhook
+//! The fake Kakao's webhooks, sent as Kakao sends them (`docs/providers.md` §Kakao unlink webhook, §Kakao account-status webhook): the unlink webhook
 //! (GET or POST, `Authorization: KakaoAK {admin key}`, `app_id`, `user_id`, `referrer_type`, no
 //! redirects followed, 3 s) and account-status events (Security Event Tokens signed RS256 by
 //! the key the fake's `/.well-known/jwks.json` publishes, `typ` `secevent+jwt`, pushed as
@@ -12,7 +12,7 @@ use jsonwebtoken::Header;
 use serde_json::json;
 
 use super::fake_oidc::{kid, signing, SigningAlg};
-use super::mock::FakeKakao;
+use super::fake_kakao::FakeKakao;
 
 /// How an event is spoilt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

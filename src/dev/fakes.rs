@@ -1,6 +1,6 @@
-//! What the fake providers (`mock.rs`, `fake_oidc.rs`, `fake_naver.rs`) share: serving on a
-//! loopback listener, reading a request into its parts, and the OAuth redirect back to the
-//! client with a code or an error.
+//! What the fake providers (`fake_kakao.rs`, `fake_oidc.rs`, `fake_naver.rs`) share: serving on
+//! a loopback listener, reading a request into its parts, the faults they can be told to make,
+//! and the OAuth redirect back to the client with a code or an error.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,6 +10,38 @@ use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 
 use crate::localhttp::{self, Reply};
+
+/// What a fake should do instead of answering normally (its token and user-info endpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// A 500 with the provider's own error body.
+    ServerError,
+    /// 200 with an HTML page, as a captive portal or a misrouted proxy would.
+    HtmlBody,
+    /// Accept and never answer.
+    Hang,
+}
+
+impl Fault {
+    /// The answer that replaces the normal one, if any; `server_error` is the provider's own
+    /// 500 (its error JSON).
+    pub(super) async fn answer(self, server_error: impl FnOnce() -> Reply) -> Option<Reply> {
+        match self {
+            Fault::None => None,
+            Fault::ServerError => Some(server_error()),
+            Fault::HtmlBody => Some(localhttp::reply(
+                200,
+                "text/html; charset=utf-8",
+                "<html><body>Service maintenance (점검 중)</body></html>",
+            )),
+            Fault::Hang => {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                None
+            }
+        }
+    }
+}
 
 /// A request as a fake reads it.
 pub(super) struct Incoming {

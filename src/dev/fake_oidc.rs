@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -23,7 +22,7 @@ use sha2::Digest;
 use tokio::net::TcpListener;
 
 use super::fakes::{self, back_to_client, random_token, Fake, Incoming};
-use super::mock::Fault;
+use super::fakes::Fault;
 use crate::localhttp::{self, html_escape, Reply};
 
 const RSA_KEYS: [&str; 2] = [
@@ -248,19 +247,9 @@ impl FakeOidc {
     }
 
     async fn fail(fault: Fault) -> Option<Reply> {
-        match fault {
-            Fault::None => None,
-            Fault::ServerError => Some(oauth_error(500, "server_error", "internal error")),
-            Fault::HtmlBody => Some(localhttp::reply(
-                200,
-                "text/html",
-                "<html>maintenance</html>",
-            )),
-            Fault::Hang => {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                None
-            }
-        }
+        fault
+            .answer(|| oauth_error(500, "server_error", "internal error"))
+            .await
     }
 
     fn discovery(&self) -> Reply {
@@ -506,7 +495,7 @@ fn oauth_error(status: u16, error: &str, description: &str) -> Reply {
 }
 
 /// The key id of one of the fake keys.
-pub(super) fn kid(alg: SigningAlg, key: usize) -> String {
+pub(crate) fn kid(alg: SigningAlg, key: usize) -> String {
     let kind = match alg {
         SigningAlg::RS256 => "rsa",
         SigningAlg::ES256 => "ec",
@@ -514,7 +503,7 @@ pub(super) fn kid(alg: SigningAlg, key: usize) -> String {
     format!("{kind}-{}", ["a", "b"][key])
 }
 
-pub(super) fn signing(alg: SigningAlg, key: usize) -> (Algorithm, EncodingKey) {
+pub(crate) fn signing(alg: SigningAlg, key: usize) -> (Algorithm, EncodingKey) {
     match alg {
         SigningAlg::RS256 => (
             Algorithm::RS256,

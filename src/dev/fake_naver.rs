@@ -1,4 +1,4 @@
-//! A fake Naver Login for the tests, behaving as Naver's docs say (`providers.md`): an authorize
+//! A fake Naver Login for the tests, behaving as Naver's docs say (`docs/providers.md` §Naver): an authorize
 //! page of test users that requires `state`, a token endpoint that answers every failure with
 //! 200 and an `error` field and wants the `state` again, and the profile API
 //! (`{"resultcode":"00","response":{...}}`, `024` for a bad token). Faults as the other fakes.
@@ -6,13 +6,12 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use super::fakes::{self, back_to_client, random_token, Fake, Incoming};
-use super::mock::Fault;
+use super::fakes::Fault;
 use crate::localhttp::{self, html_escape, Reply};
 
 #[derive(Debug, Clone)]
@@ -55,13 +54,9 @@ impl Fake for FakeNaver {
     async fn handle(&self, req: Incoming) -> Reply {
         let fault = self.state.lock().unwrap().fault;
         if !req.path.starts_with("/oauth2.0/authorize") {
-            match fault {
-                Fault::None => {}
-                Fault::ServerError => return localhttp::reply(500, "text/html", "<h1>500</h1>"),
-                Fault::HtmlBody => {
-                    return localhttp::reply(200, "text/html", "<html>점검 중</html>")
-                }
-                Fault::Hang => tokio::time::sleep(Duration::from_secs(3600)).await,
+            let server_error = || localhttp::reply(500, "text/html", "<h1>500</h1>");
+            if let Some(reply) = fault.answer(server_error).await {
+                return reply;
             }
         }
         match req.path.as_str() {

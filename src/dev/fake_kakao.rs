@@ -1,4 +1,4 @@
-//! A fake Kakao for `authgate dev` and the tests: it behaves like `kakao-api.md` §7 says Kakao
+//! A fake Kakao for `authgate dev` and the tests: it behaves as `docs/providers.md` §What the fakes reproduce says Kakao
 //! does, on a loopback port. Authorize shows a page of test users (or cancels with
 //! `access_denied`); codes are single-use, bound to the redirect URI and the PKCE challenge, and
 //! expire; the token endpoint checks client_id/client_secret (client_secret_post) and answers in
@@ -48,17 +48,7 @@ pub fn default_users() -> Vec<FakeUser> {
     ]
 }
 
-/// What the fake should do instead of answering normally (token and user-info endpoints).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    None,
-    /// 500 with Kakao's error JSON.
-    ServerError,
-    /// 200 with an HTML page, as a captive portal or a misrouted proxy would.
-    HtmlBody,
-    /// Accept and never answer.
-    Hang,
-}
+pub use super::fakes::Fault;
 
 struct Grant {
     user: i64,
@@ -169,21 +159,9 @@ impl FakeKakao {
 
     async fn faulty(&self) -> Option<Reply> {
         let fault = self.state.lock().unwrap().fault;
-        match fault {
-            Fault::None => None,
-            Fault::ServerError => {
-                Some(oauth_error(500, "server_error", "internal error", "KOE500"))
-            }
-            Fault::HtmlBody => Some(localhttp::reply(
-                200,
-                "text/html",
-                "<html><body>Service maintenance</body></html>",
-            )),
-            Fault::Hang => {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                None
-            }
-        }
+        fault
+            .answer(|| oauth_error(500, "server_error", "internal error", "KOE500"))
+            .await
     }
 
     /// The checks Kakao makes before showing its login page: the error page's body when one fails.
@@ -370,7 +348,7 @@ impl FakeKakao {
         localhttp::json(200, &answer)
     }
 
-    /// Kakao's `id_token` (`kakao-api.md` §5): issued by the fake's own base URL (Kakao's is
+    /// Kakao's `id_token` (`docs/providers.md` §Kakao OpenID Connect): issued by the fake's own base URL (Kakao's is
     /// `https://kauth.kakao.com`), the app key as `aud`, the user id as `sub`, the nonce echoed,
     /// and the consented profile; email only when valid and verified. RS256 with a `kid`.
     fn id_token(&self, grant: &Grant, fault: IdTokenFault) -> String {
@@ -402,7 +380,7 @@ impl FakeKakao {
         fake_oidc::sign(claims, fault, SigningAlg::RS256, 0)
     }
 
-    /// Kakao's OpenID Connect discovery document (`kakao-api.md` §5), on the fake's base URL.
+    /// Kakao's OpenID Connect discovery document (`docs/providers.md` §Kakao OpenID Connect), on the fake's base URL.
     fn discovery(&self) -> Reply {
         let base = self.base_url();
         localhttp::json(
